@@ -1,0 +1,133 @@
+"""Argument checking shared by every public function.
+
+The rule throughout tfmia: bad input raises ``ValueError`` whose message names
+the argument, never a crash in the C++ core and never a silently wrong number.
+These helpers convert what can be converted losslessly (integer or boolean
+arrays to float64, non-contiguous arrays to contiguous copies, integral float
+labels to int64) and reject the rest.  Checks that need a pass over the data
+(NaN/Inf, probability rows) are fused into the C++ kernels instead, so that the
+Python layer never allocates a temporary the size of the input.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "as_labels",
+    "as_membership",
+    "check_same_length",
+    "check_positive_int",
+    "check_fraction",
+]
+
+
+def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, allow_empty: bool = False) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 or float64 array.
+
+    float32 and float64 arrays keep their dtype; integer and boolean arrays
+    become float64; anything else (complex, object, strings) is rejected.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and other non-arrays
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if arr.dtype in (np.float32, np.float64):
+        pass
+    elif arr.dtype == np.float16 or np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        arr = arr.astype(np.float64)
+    else:
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
+    """Return class labels as a contiguous 1-D int64 array.
+
+    Accepts integer arrays and float arrays holding whole numbers (Keras users
+    often carry labels as float32).  Checks the length against ``n`` and the
+    range against ``num_classes`` when given.
+    """
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class indices, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.int64, copy=False)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must hold whole-number class indices")
+        arr = arr.astype(np.int64)
+    else:
+        raise ValueError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n}")
+    if arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative, found {int(arr.min())}")
+    if num_classes is not None and arr.max() >= num_classes:
+        raise ValueError(f"{name} must be < num_classes={num_classes}, found {int(arr.max())}")
+    return np.ascontiguousarray(arr)
+
+
+def as_membership(is_member, name: str = "is_member", *, n: int | None = None) -> np.ndarray:
+    """Return ground-truth membership bits as a contiguous 1-D bool array.
+
+    Accepts booleans or the integers 0/1; anything else is rejected rather
+    than thresholded.
+    """
+    arr = np.asarray(is_member)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if arr.dtype != np.bool_:
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise ValueError(f"{name} must be boolean or 0/1, got dtype {arr.dtype}")
+        if not np.all((arr == 0) | (arr == 1)):
+            raise ValueError(f"{name} must contain only 0/1 (or booleans)")
+        arr = arr.astype(bool)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n}")
+    return np.ascontiguousarray(arr)
+
+
+def check_same_length(**arrays) -> int:
+    """Raise unless every array has the same first dimension; return it."""
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(f"length mismatch: {detail}")
+    return next(iter(lengths.values()))
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, raising unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_fraction(value, name: str, *, inclusive: bool = False) -> float:
+    """Return ``value`` as a float in (0, 1) (or [0, 1] when ``inclusive``)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
+    ok = (0.0 <= v <= 1.0) if inclusive else (0.0 < v < 1.0)
+    if not ok:
+        bounds = "[0, 1]" if inclusive else "(0, 1)"
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+    return v
