@@ -1,0 +1,138 @@
+"""Safe, exact, atomic persistence: JSON for results, ``.npz`` for arrays, never pickle.
+
+* Arrays go to JSON as ``{"dtype", "shape", "data"}``; floats are written with
+  ``repr`` precision so they round-trip bit for bit, and the non-finite values
+  JSON cannot spell are written as the strings ``"nan"``, ``"inf"``, ``"-inf"``.
+* Files are written to a temporary name in the same directory, flushed,
+  fsync'ed and renamed over the target, so a crash leaves either the old file
+  or the new one, never a torn one.
+* ``.npz`` files are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "encode_array",
+    "decode_array",
+    "encode_float",
+    "decode_float",
+    "to_json_text",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "save_npz",
+    "load_npz",
+]
+
+_ALLOWED_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"}
+_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def encode_float(x) -> float | str | None:
+    """A float as JSON can hold it exactly (non-finite values as strings)."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def decode_float(x) -> float | None:
+    """Inverse of :func:`encode_float`."""
+    if x is None:
+        return None
+    if isinstance(x, str):
+        if x not in _SPECIAL:
+            raise ValueError(f"not a float encoding: {x!r}")
+        return _SPECIAL[x]
+    return float(x)
+
+
+def encode_array(a) -> dict | None:
+    """Encode a numeric/bool array as a JSON-ready dict that round-trips exactly."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype.name not in _ALLOWED_DTYPES:
+        raise ValueError(f"cannot encode arrays of dtype {a.dtype}")
+    flat = a.ravel()
+    if a.dtype.kind == "f":
+        data = [encode_float(v) for v in flat.tolist()]
+    else:
+        data = flat.tolist()
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": data}
+
+
+def decode_array(d: dict | None) -> np.ndarray | None:
+    """Inverse of :func:`encode_array`; validates dtype and shape."""
+    if d is None:
+        return None
+    try:
+        dtype, shape, data = d["dtype"], tuple(d["shape"]), d["data"]
+    except (KeyError, TypeError):
+        raise ValueError("array record must have dtype, shape and data") from None
+    if dtype not in _ALLOWED_DTYPES:
+        raise ValueError(f"unsupported dtype in file: {dtype!r}")
+    if np.dtype(dtype).kind == "f":
+        data = [decode_float(v) for v in data]
+    arr = np.asarray(data, dtype=dtype)
+    if arr.size != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"array data has {arr.size} values, shape {shape} needs {int(np.prod(shape))}")
+    return arr.reshape(shape)
+
+
+def to_json_text(obj: Any) -> str:
+    """Strict JSON (no NaN tokens): callers encode floats with :func:`encode_float`."""
+    return json.dumps(obj, allow_nan=False, indent=1, sort_keys=False)
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_npz(path, **arrays) -> Path:
+    """Save arrays to an ``.npz`` file atomically (object arrays are refused)."""
+    import io
+
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype == object:
+            raise ValueError(f"{name}: object arrays cannot be saved without pickle")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_npz(path) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` file with ``allow_pickle=False``."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

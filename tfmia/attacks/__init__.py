@@ -1,0 +1,7 @@
+"""Membership-inference attacks.  Each exposes ``fit``, ``score`` and ``evaluate``."""
+
+from .base import Attack, as_attack_inputs
+from .metric import METRICS, MetricAttack
+from .risk_score import PrivacyRiskScore
+
+__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore"]

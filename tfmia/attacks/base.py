@@ -1,0 +1,95 @@
+"""What every attack shares: input coercion and ``evaluate``.
+
+An attack learns from knowledge the attacker has (``fit``), gives one float
+per target record, higher = more likely a member (``score``), may decide
+(``predict``), and measures itself on known members and non-members
+(``evaluate`` -> :class:`~tfmia.evaluation.AttackResult`).
+
+Records can be given as
+
+* an :class:`~tfmia.data.AttackInputs`,
+* a ``(model, x, y)`` tuple: the model is run in inference mode over ``x``,
+* an ``(outputs, labels)`` tuple of arrays: probabilities when every row is
+  non-negative and sums to 1 within 1e-3 (TensorFlow Privacy's rule), else logits.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from ..data import AttackInputs
+from ..evaluation import AttackResult
+
+__all__ = ["Attack", "as_attack_inputs"]
+
+
+def as_attack_inputs(records, name: str = "records") -> AttackInputs:
+    """Coerce the accepted record forms (see module docstring) to AttackInputs."""
+    if isinstance(records, AttackInputs):
+        return records
+    if isinstance(records, tuple) and len(records) == 3:
+        model, x, y = records
+        return AttackInputs.from_model(model, x, y)
+    if isinstance(records, tuple) and len(records) == 2:
+        outputs, labels = records
+        outputs = np.asarray(outputs)
+        if outputs.ndim != 2:
+            raise ValueError(f"{name}: outputs must be N x C, got shape {outputs.shape}")
+        is_probs = bool(np.all(outputs >= 0) and np.all(np.abs(outputs.sum(axis=1) - 1) <= 1e-3))
+        return AttackInputs(labels=labels, probs=outputs) if is_probs else AttackInputs(labels=labels, logits=outputs)
+    raise ValueError(
+        f"{name} must be AttackInputs, a (model, x, y) tuple or an (outputs, labels) tuple, got {type(records).__name__}"
+    )
+
+
+class Attack(abc.ABC):
+    """Base class: subclasses implement ``score`` and usually ``fit``."""
+
+    #: Whether the attack calibrated on models trained with the defence it faces (None: not applicable).
+    adaptive: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def score(self, records) -> np.ndarray:
+        """One float per record, higher = more likely a member."""
+
+    def threshold(self) -> float | None:
+        """Decision threshold on :meth:`score` (member iff score >= threshold), if the attack has one."""
+        return None
+
+    def predict(self, records) -> np.ndarray:
+        """Member decisions (needs a fitted decision threshold)."""
+        t = self.threshold()
+        if t is None:
+            raise ValueError(f"{self.name} has no decision threshold; fit it first")
+        return self.score(records) >= t
+
+    def config(self) -> dict:
+        """JSON-able description of the attack's settings, stored with its results."""
+        return {}
+
+    def evaluate(self, members, non_members, *, name: str | None = None) -> AttackResult:
+        """Score known members and non-members and measure the attack (AttackResult)."""
+        members = as_attack_inputs(members, "members")
+        non_members = as_attack_inputs(non_members, "non_members")
+        scores = np.concatenate([self.score(members), self.score(non_members)])
+        is_member = np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
+        labels = np.concatenate([members.labels, non_members.labels])
+        predicted = np.concatenate([members.predicted_labels, non_members.predicted_labels])
+        losses = np.concatenate([members.signals["loss"], non_members.signals["loss"]])
+        return AttackResult.from_scores(
+            scores,
+            is_member,
+            name=name or self.name,
+            threshold=self.threshold(),
+            labels=labels,
+            predicted_labels=predicted,
+            losses=losses,
+            adaptive=self.adaptive,
+            metadata=self.config(),
+        )

@@ -1,0 +1,67 @@
+"""Model outputs in inference mode, batched, with logits-vs-probabilities detection."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_labels, check_positive_int
+
+__all__ = ["predict_outputs", "outputs_are_logits", "predict"]
+
+
+def outputs_are_logits(model) -> bool:
+    """True unless the model ends in a softmax (activation or ``Softmax`` layer)."""
+    import keras
+
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    if last is None:
+        return True
+    if isinstance(last, keras.layers.Softmax):
+        return False
+    activation = getattr(last, "activation", None)
+    return not (activation is keras.activations.softmax or getattr(activation, "__name__", "") == "softmax")
+
+
+def predict(model, x, *, batch_size: int = 256) -> np.ndarray:
+    """``model`` outputs for array input ``x`` in inference mode (``training=False``)."""
+    check_positive_int(batch_size, "batch_size")
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(out, (list, tuple, dict)):
+        raise ValueError("model must have a single output (the class scores)")
+    return np.asarray(out)
+
+
+def predict_outputs(model, x, y=None, *, batch_size: int = 256, from_logits: bool | None = None):
+    """Run ``model`` over records and return ``(outputs, labels, is_logits)``.
+
+    ``x`` is an array (or tuple of arrays) with labels ``y``, or a
+    ``tf.data.Dataset`` of ``(x, y)`` batches (then ``y`` must be None).
+    Outputs are float32/float64 N x C.  ``is_logits`` follows
+    :func:`outputs_are_logits` unless ``from_logits`` is given.
+    """
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset):
+        if y is not None:
+            raise ValueError("y must be None when x is a tf.data.Dataset of (x, y) batches")
+        outputs, labels = [], []
+        for batch in x:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("the dataset must yield (x, y) batches")
+            outputs.append(np.asarray(model(batch[0], training=False)))
+            labels.append(np.asarray(batch[1]).reshape(-1))
+        if not outputs:
+            raise ValueError("the dataset is empty")
+        out, lab = np.concatenate(outputs), np.concatenate(labels)
+    else:
+        if y is None:
+            raise ValueError("y (the true labels) is required when x is an array")
+        out = predict(model, x, batch_size=batch_size)
+        lab = np.asarray(y).reshape(-1) if np.ndim(y) > 1 and np.shape(y)[-1] == 1 else np.asarray(y)
+    if out.ndim != 2:
+        raise ValueError(f"model outputs must be N x C class scores, got shape {out.shape}")
+    if lab.ndim == 2:  # one-hot labels
+        lab = lab.argmax(axis=1)
+    labels = as_labels(lab, "y", n=out.shape[0], num_classes=out.shape[1])
+    is_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
+    return out, labels, is_logits

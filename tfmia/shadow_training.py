@@ -1,0 +1,280 @@
+"""Training many shadow (reference) models: any executor, checkpointed, resumable.
+
+Shokri et al.'s shadow models, LiRA's reference models and SeqMIA's shadow
+model are all "train the target's recipe on part of the attacker's data and
+record the model's outputs on attacker records".  This module does that once
+for every attack.
+
+* Each model is an independent job submitted to a
+  :class:`concurrent.futures.Executor`: the default runs them in-process one
+  after another; a ``ProcessPoolExecutor`` (spawn context) or a Dask
+  ``Client.get_executor()`` runs them in parallel, on one machine or a cluster.
+* A job receives only its own training records and the records to query, and
+  returns the model's outputs on the query records and its weights; the
+  parent writes them atomically to the run directory as each job finishes.
+* Rerunning with the same run directory and configuration loads the models
+  already finished and trains only the rest; a different configuration
+  (recipe, sizes, seed, data) is refused.
+
+In/out schemes (``scheme``):
+
+``"shokri"``   each model draws ``2 * train_size`` distinct records: the first
+               half trains it ("in"), the second half is held out ("out").
+               Different models draw independently, so they may overlap
+               (Shokri et al. 2017, section V).
+``"disjoint"`` as "shokri", but no record is used by two models.
+``"lira"``     every record is "in" for exactly half of the models (Carlini et
+               al. 2022's ``keep`` matrix); models are queried on every record.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ._serialization import atomic_write_bytes
+from ._validate import check_positive_int
+from .data import AttackInputs
+from .runs import RunDirectory, fingerprint_arrays
+from .training import FitConfig, build_model, fit_model
+
+__all__ = ["ShadowModel", "ShadowModels", "train_shadow_models", "SequentialExecutor", "shadow_splits", "SCHEMES"]
+
+SCHEMES = ("shokri", "disjoint", "lira")
+
+
+class SequentialExecutor(cf.Executor):
+    """Runs each submitted call immediately in this process (the default executor)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # delivered through the future, like any executor
+            future.set_exception(exc)
+        return future
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowModel:
+    """One trained shadow model: its in/out records and its outputs on the queried records.
+
+    Indices refer to the attacker's pool ``(x, y)``; ``outputs[i]`` is the
+    model's output on record ``query_indices[i]``.
+    """
+
+    index: int
+    in_indices: np.ndarray
+    out_indices: np.ndarray
+    query_indices: np.ndarray
+    outputs: np.ndarray
+    is_logits: bool
+    weights_path: Path | None
+
+    def outputs_for(self, indices) -> np.ndarray:
+        """Outputs on the given pool indices (each must have been queried)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(self.query_indices, kind="stable")
+        pos = np.searchsorted(self.query_indices, indices, sorter=order)
+        pos = np.minimum(pos, order.size - 1)
+        found = order[pos]
+        if not np.array_equal(self.query_indices[found], indices):
+            raise ValueError(f"shadow model {self.index} was not queried on some of the requested records")
+        return self.outputs[found]
+
+
+@dataclasses.dataclass
+class ShadowModels:
+    """The trained shadow models plus what happened in this call.
+
+    ``trained`` lists the models trained now, ``resumed`` those loaded from
+    the run directory.
+    """
+
+    models: list[ShadowModel]
+    y: np.ndarray
+    trained: list[int]
+    resumed: list[int]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def attack_inputs(self, i: int, output_transform=None, sum_tol: float | None = 1e-3) -> tuple[AttackInputs, AttackInputs]:
+        """(members, non-members) AttackInputs of shadow model ``i``.
+
+        ``output_transform`` (e.g. an output defence) is applied to the raw
+        outputs first, so that an attack calibrates on what it will observe.
+        """
+        model = self.models[i]
+        pairs = []
+        for idx in (model.in_indices, model.out_indices):
+            out = model.outputs_for(idx)
+            is_logits = model.is_logits
+            if output_transform is not None:
+                out, is_logits = output_transform(out, is_logits)
+            kwargs = {"labels": self.y[idx], "sum_tol": sum_tol}
+            kwargs["logits" if is_logits else "probs"] = out
+            pairs.append(AttackInputs(**kwargs))
+        return pairs[0], pairs[1]
+
+    def pooled_attack_inputs(self, output_transform=None, sum_tol: float | None = 1e-3) -> tuple[AttackInputs, AttackInputs]:
+        """Members and non-members of every shadow model, concatenated (calibration data)."""
+        pairs = [self.attack_inputs(i, output_transform, sum_tol) for i in range(len(self.models))]
+        return AttackInputs.concatenate([p[0] for p in pairs]), AttackInputs.concatenate([p[1] for p in pairs])
+
+    def membership(self) -> np.ndarray:
+        """(k, N_pool) bool matrix: record j was in model i's training set."""
+        out = np.zeros((len(self.models), self.y.size), dtype=bool)
+        for i, m in enumerate(self.models):
+            out[i, m.in_indices] = True
+        return out
+
+
+def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme: str, seed: int):
+    """Per-model (in_indices, out_indices, query_indices) for ``scheme`` (see module docstring)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    rng = np.random.default_rng(seed)
+    splits = []
+    if scheme == "lira":
+        if n_shadows < 2:
+            raise ValueError("the 'lira' scheme needs n_shadows >= 2 (each record is in half the models)")
+        order = rng.uniform(size=(n_shadows, n_pool)).argsort(axis=0)
+        keep = order < n_shadows // 2
+        everything = np.arange(n_pool)
+        for i in range(n_shadows):
+            splits.append((np.flatnonzero(keep[i]), np.flatnonzero(~keep[i]), everything))
+        return splits
+    check_positive_int(train_size, "train_size")
+    need = 2 * train_size * (n_shadows if scheme == "disjoint" else 1)
+    if need > n_pool:
+        raise ValueError(
+            f"attacker data has {n_pool} records but {n_shadows} shadow model(s) of train_size {train_size} "
+            f"with scheme {scheme!r} need {need}"
+        )
+    disjoint_order = rng.permutation(n_pool) if scheme == "disjoint" else None
+    for i in range(n_shadows):
+        if scheme == "disjoint":
+            chosen = disjoint_order[2 * train_size * i : 2 * train_size * (i + 1)]
+        else:
+            chosen = rng.choice(n_pool, size=2 * train_size, replace=False)
+        in_idx, out_idx = chosen[:train_size], chosen[train_size:]
+        splits.append((in_idx, out_idx, np.concatenate([in_idx, out_idx])))
+    return splits
+
+
+def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, predict_batch_size: int):
+    """One job (runs in a worker): train, query, and return outputs and weights bytes."""
+    from .features.predictions import outputs_are_logits, predict
+
+    model = build_model(model_fn, seed=seed)
+    fit_model(model, x_train, y_train, fit)
+    outputs = predict(model, x_query, batch_size=predict_batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.weights.h5")
+        model.save_weights(path)
+        with open(path, "rb") as fh:
+            weights = fh.read()
+    return {"outputs": outputs, "is_logits": outputs_are_logits(model), "weights": weights}
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    import keras
+
+    return keras.utils.Progbar(total, unit_name="shadow model")
+
+
+def train_shadow_models(
+    model_fn,
+    x,
+    y,
+    *,
+    n_shadows: int,
+    fit: FitConfig,
+    train_size: int | None = None,
+    scheme: str = "shokri",
+    seed: int = 0,
+    run_dir=None,
+    executor: cf.Executor | None = None,
+    progress: bool = True,
+    predict_batch_size: int = 512,
+    tag: str = "",
+) -> ShadowModels:
+    """Train ``n_shadows`` models of ``model_fn`` on the attacker's pool ``(x, y)``.
+
+    Args:
+        model_fn: zero-argument callable returning a compiled Keras model (the target's recipe).
+        x, y: the attacker's data pool (arrays; ``y`` integer labels).
+        n_shadows: number of models (>= 1).
+        fit: epochs, batch size and other ``fit`` settings (the target's recipe).
+        train_size: records per model's training set (schemes "shokri"/"disjoint").
+        scheme: "shokri", "disjoint" or "lira" (see module docstring).
+        seed: seeds the in/out splits and each model's initialisation (model i uses seed + 1 + i).
+        run_dir: folder to checkpoint into and resume from (None: keep nothing on disk).
+        executor: where jobs run (default: in this process, one after another).
+        progress: show a progress bar over models.
+        tag: distinguishes several runs sharing one run directory's config (e.g. "lira").
+    """
+    check_positive_int(n_shadows, "n_shadows")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} records but y has {y.shape[0]}")
+    if not isinstance(fit, FitConfig):
+        raise ValueError(f"fit must be a FitConfig, got {type(fit).__name__}")
+    splits = shadow_splits(x.shape[0], n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed)
+    run = None
+    if run_dir is not None:
+        run = RunDirectory(
+            run_dir,
+            "shadow_models",
+            {
+                "model_fn": getattr(model_fn, "__qualname__", repr(model_fn)),
+                "n_shadows": n_shadows,
+                "train_size": train_size,
+                "scheme": scheme,
+                "seed": seed,
+                "fit": fit.to_dict(),
+                "data": fingerprint_arrays(x, y),
+                "tag": tag,
+            },
+        )
+    executor = executor or SequentialExecutor()
+    bar = _progress(n_shadows, progress)
+    models: dict[int, ShadowModel] = {}
+    resumed, pending = [], {}
+    for i, (in_idx, out_idx, query_idx) in enumerate(splits):
+        name = f"shadow_{i:04d}"
+        if run is not None and run.has(f"{name}.npz"):
+            saved = run.load_arrays(f"{name}.npz")
+            models[i] = ShadowModel(i, saved["in_indices"], saved["out_indices"], saved["query_indices"],
+                                    saved["outputs"], bool(saved["is_logits"]), run.path(f"{name}.weights.h5"))
+            resumed.append(i)
+            continue
+        future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit, seed + 1 + i, predict_batch_size)
+        pending[future] = (i, in_idx, out_idx, query_idx)
+    if bar is not None and resumed:
+        bar.update(len(resumed))
+    for future in cf.as_completed(pending):
+        i, in_idx, out_idx, query_idx = pending[future]
+        result = future.result()
+        weights_path = None
+        if run is not None:
+            name = f"shadow_{i:04d}"
+            weights_path = run.path(f"{name}.weights.h5")
+            atomic_write_bytes(weights_path, result["weights"])
+            # The .npz is written last: its presence marks the model as finished.
+            run.save_arrays(f"{name}.npz", in_indices=in_idx, out_indices=out_idx, query_indices=query_idx,
+                            outputs=result["outputs"], is_logits=np.bool_(result["is_logits"]))
+        models[i] = ShadowModel(i, in_idx, out_idx, query_idx, result["outputs"], result["is_logits"], weights_path)
+        if bar is not None:
+            bar.add(1)
+    trained = sorted(i for i, *_ in pending.values())
+    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=trained, resumed=resumed)
