@@ -11,6 +11,7 @@ Python layer never allocates a temporary the size of the input.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "as_membership",
     "check_same_length",
     "check_positive_int",
+    "check_positive_number",
     "check_fraction",
 ]
 
@@ -118,6 +120,18 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite float > 0 (>= 0 when ``allow_zero``)."""
+    bound = ">= 0" if allow_zero else "> 0"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
 
 
 def check_fraction(value, name: str, *, inclusive: bool = False) -> float:
