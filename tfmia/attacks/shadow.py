@@ -14,7 +14,8 @@ A target record of class c is scored by P(in) from the class-c model.  The
 attack calls a record a member iff P(in) >= 0.5.  Shadow training runs on any
 ``concurrent.futures`` executor and checkpoints to ``run_dir``
 (``tfmia.shadow_training``); passing the target's output defence as
-``output_transform`` makes the attack adaptive.
+``output_transform``, or a ``model_fn`` that trains with the target's
+training-time defence (``tfmia.defenses.defended``), makes the attack adaptive.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..classifiers import CLASSIFIERS, make_classifier
 from ..data import AttackInputs
+from ..defenses.adaptive import is_defended
 from ..shadow_training import ShadowModels, train_shadow_models
 from ..training import FitConfig
 from .._validate import check_positive_int
@@ -76,7 +78,7 @@ class ShadowModelAttack(Attack):
         self.train_size = train_size
         self.scheme = scheme
         self.output_transform = output_transform
-        self.adaptive = None if output_transform is None else True
+        self.adaptive = True if output_transform is not None or is_defended(model_fn) else None
         self.attack_options = dict(attack_options or {})
         self.seed = int(seed)
         self.run_dir = run_dir
