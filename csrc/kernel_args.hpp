@@ -3,6 +3,7 @@
 // boolean membership.  Each failure is a ValueError naming the argument.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -48,6 +49,17 @@ inline void require_num_classes(std::int64_t num_classes) {
 
 [[noreturn]] inline void fail_nonfinite(const char* name) {
     fail(std::string(name) + " must be finite (found NaN or Inf)");
+}
+
+// Raises for the first non-finite value or out-of-range label; parallel
+// kernels flag bad entries as they go and call this to name the culprit.
+template <class T>
+void raise_first_bad_entry(const T* values, const std::int64_t* labels, std::int64_t n, std::int64_t num_classes,
+                           const char* values_name, const char* labels_name) {
+    for (std::int64_t i = 0; i < n; ++i) {
+        if (!std::isfinite(values[i])) fail_nonfinite(values_name);
+        if (labels[i] < 0 || labels[i] >= num_classes) fail_label(labels_name, labels[i], num_classes);
+    }
 }
 
 }  // namespace tfmia

@@ -327,16 +327,6 @@ py::tuple fit_thresholds(const py::array& values_in, const py::object& labels_in
     return py::make_tuple(threshold, accuracy, fallback, global_threshold, global_accuracy);
 }
 
-// Raises for the first non-finite value or out-of-range label (called once
-// the parallel pass has seen one).
-template <class T>
-void raise_first_bad_entry(const T* values, const std::int64_t* labels, std::int64_t n, std::int64_t num_classes) {
-    for (std::int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(values[i])) fail_nonfinite("values");
-        if (labels[i] < 0 || labels[i] >= num_classes) fail_label("labels", labels[i], num_classes);
-    }
-}
-
 template <class T>
 void apply(const T* values, const std::int64_t* labels, std::int64_t n, const double* thresholds,
            std::int64_t num_classes, bool* member) {
@@ -352,7 +342,7 @@ void apply(const T* values, const std::int64_t* labels, std::int64_t n, const do
             member[i] = static_cast<double>(v) >= thresholds[c];
         }
     }
-    if (bad) raise_first_bad_entry(values, labels, n, num_classes);
+    if (bad) raise_first_bad_entry(values, labels, n, num_classes, "values", "labels");
 }
 
 py::array_t<bool> apply_thresholds(const py::array& values, const py::array& labels, const py::array& thresholds) {
