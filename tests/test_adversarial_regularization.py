@@ -74,6 +74,7 @@ def loss_attack_auc(model, x_in, y_in, x_out, y_out):
     return roc_auc_score(np.r_[np.ones(len(y_in)), np.zeros(len(y_out))], scores)
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_lowers_the_loss_attack_auc_of_an_overfit_model(tmp_path):
     x, y = digits()
     order = np.random.default_rng(0).permutation(len(y))

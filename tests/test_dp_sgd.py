@@ -103,6 +103,7 @@ def test_second_step_uses_the_next_noise_and_seeds_reproduce():
     assert not all(np.array_equal(a, b) for a, b in zip(private.get_weights(), other.get_weights()))
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_trains_a_real_classifier_and_weights_load_into_the_plain_model(tmp_path):
     x, y = digits()
     model_fn = defended(digits_mlp, DPSGD(l2_norm_clip=1.0, noise_multiplier=0.5, seed=0))
@@ -195,3 +196,22 @@ def test_bad_models():
         make_private(sub, 1.0, 1.0)
     with pytest.raises(ValueError, match="defense"):
         defended(tiny_model, "dp")
+
+
+@pytest.mark.filterwarnings("ignore::tfmia.metrics.LowFPRWarning")
+def test_shadow_attack_with_a_defended_model_fn_is_adaptive():
+    from tfmia.attacks import ShadowModelAttack
+    from tfmia.data import AttackInputs
+    from tfmia.training import FitConfig, fit_model
+
+    x, y = digits()
+    defense = DPSGD(l2_norm_clip=1.0, noise_multiplier=0.5, seed=0)
+    target = build_model(defended(digits_mlp, defense), seed=1)
+    fit_model(target, x[:200], y[:200], FitConfig(epochs=2, batch_size=50))
+    members = AttackInputs.from_model(target, x[:200], y[:200])
+    non_members = AttackInputs.from_model(target, x[200:400], y[200:400])
+    settings = {"n_shadows": 1, "attack_model": "logreg", "fit_config": FitConfig(epochs=2, batch_size=50),
+                "train_size": 200, "progress": False}
+    adaptive = ShadowModelAttack(defended(digits_mlp, defense), **settings).fit(x[400:1000], y[400:1000])
+    assert adaptive.evaluate(members, non_members).adaptive is True
+    assert ShadowModelAttack(digits_mlp, **settings).adaptive is None

@@ -61,6 +61,7 @@ def test_snapshots_match_training_for_fewer_epochs(tmp_path):
         baseline.fit_config(5)
 
 
+@pytest.mark.filterwarnings("ignore::tfmia.metrics.LowFPRWarning")
 def test_side_by_side_table():
     rng = np.random.default_rng(0)
 
@@ -85,6 +86,7 @@ def test_side_by_side_table():
         side_by_side({})
 
 
+@pytest.mark.filterwarnings("ignore::tfmia.metrics.LowFPRWarning")
 def test_matching_a_defended_model_reports_both():
     """The documented flow: match a (here: weaker) model's accuracy, audit both, tabulate."""
     from tfmia.attacks import MetricAttack

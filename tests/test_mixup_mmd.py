@@ -78,6 +78,7 @@ def test_one_step_matches_direct_computation():
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_trains_a_real_classifier_and_draws_validation_records_of_the_same_class(tmp_path):
     x, y = digits()
     defense = MixupMMD((x[1000:1300], y[1000:1300]), seed=1)
