@@ -35,9 +35,9 @@ import keras
 import tensorflow as tf
 
 from .._validate import check_positive_int, check_positive_number
-from ..features.predictions import outputs_are_logits
 from ..runs import fingerprint_arrays
-from .adaptive import TrainingDefense, class_indices, labelled_records, log_probabilities, rebuild, step_seed
+from ._training import DefenceModel, class_indices, labelled_records, log_probabilities, rebuild, step_seed
+from .adaptive import TrainingDefense
 
 __all__ = ["AdversarialRegularization", "AdversarialRegularizationModel"]
 
@@ -99,14 +99,11 @@ class _Adversary:
         self.y_reference = tf.constant(defense.y_reference, tf.int32)
 
 
-class AdversarialRegularizationModel(keras.Model):
+class AdversarialRegularizationModel(DefenceModel):
     """A functional classifier trained with adversarial regularisation (build it with the defence's ``apply``)."""
 
     def __init__(self, *args, defense: AdversarialRegularization, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.defense = defense
-        self.num_classes = int(self.outputs[0].shape[-1])
-        self.is_logits = outputs_are_logits(self)
+        super().__init__(*args, defense=defense, **kwargs)
         self._adversary = _Adversary(defense, self.num_classes)
         self.inference_accuracy = keras.metrics.Mean(name="inference_accuracy")
 
@@ -152,5 +149,4 @@ class AdversarialRegularizationModel(keras.Model):
             gain = tf.reduce_mean(tf.math.log_sigmoid(self.inference_model(self._attack_features(y_pred, labels))))
             total = loss + self.defense.penalty * gain
         self.optimizer.apply(tape.gradient(total, self.trainable_variables), self.trainable_variables)
-        self._loss_tracker.update_state(total, sample_weight=tf.shape(labels)[0])
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self.finish_step(total, x, y, y_pred, sample_weight)

@@ -49,7 +49,8 @@ import numpy as np
 import tensorflow as tf
 
 from .._validate import check_fraction, check_positive_int, check_positive_number
-from .adaptive import TrainingDefense, rebuild, step_seed
+from ._training import DefenceModel, rebuild, step_seed
+from .adaptive import TrainingDefense
 
 __all__ = ["DPSGD", "DPSGDModel", "make_private", "dp_sgd_epsilon"]
 
@@ -130,12 +131,8 @@ def make_private(model, l2_norm_clip: float, noise_multiplier: float, *, seed: i
     return DPSGD(l2_norm_clip, noise_multiplier, seed=seed).apply(model)
 
 
-class DPSGDModel(keras.Model):
+class DPSGDModel(DefenceModel):
     """A functional model whose ``train_step`` is DP-SGD (build it with :func:`make_private`)."""
-
-    def __init__(self, *args, defense: DPSGD, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.defense = defense
 
     def _clipped_per_example(self, x, y, sample_weight):
         """(losses, predictions, clipped gradients stacked over the batch) by ``tf.vectorized_map``."""
@@ -168,8 +165,7 @@ class DPSGDModel(keras.Model):
         if y is None:
             raise ValueError("DP-SGD training needs labels y")
         losses, y_pred, clipped = self._clipped_per_example(x, y, sample_weight)
-        batch = tf.shape(losses)[0]
-        grads = [(tf.reduce_sum(c, axis=0) + n) / tf.cast(batch, c.dtype) for c, n in zip(clipped, self._noise())]
+        batch = tf.cast(tf.shape(losses)[0], clipped[0].dtype)
+        grads = [(tf.reduce_sum(c, axis=0) + n) / batch for c, n in zip(clipped, self._noise())]
         self.optimizer.apply(grads, self.trainable_variables)
-        self._loss_tracker.update_state(tf.reduce_mean(losses), sample_weight=batch)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self.finish_step(tf.reduce_mean(losses), x, y, y_pred, sample_weight)

@@ -31,9 +31,9 @@ import numpy as np
 import tensorflow as tf
 
 from .._validate import check_positive_int, check_positive_number
-from ..features.predictions import outputs_are_logits
 from ..runs import fingerprint_arrays
-from .adaptive import TrainingDefense, class_indices, labelled_records, probabilities, rebuild, step_seed
+from ._training import DefenceModel, class_indices, labelled_records, probabilities, rebuild, step_seed
+from .adaptive import TrainingDefense
 
 __all__ = ["MixupMMD", "MixupMMDModel", "mmd2"]
 
@@ -113,14 +113,11 @@ class _Validation:
         return tf.gather(self.start, labels) + offset
 
 
-class MixupMMDModel(keras.Model):
+class MixupMMDModel(DefenceModel):
     """A functional classifier trained with MixupMMD (build it with the defence's ``apply``)."""
 
     def __init__(self, *args, defense: MixupMMD, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.defense = defense
-        self.num_classes = int(self.outputs[0].shape[-1])
-        self.is_logits = outputs_are_logits(self)
+        super().__init__(*args, defense=defense, **kwargs)
         self._validation = _Validation(defense, self.num_classes)
         self.mmd = keras.metrics.Mean(name="mmd")
 
@@ -151,6 +148,5 @@ class MixupMMDModel(keras.Model):
                            self.defense.bandwidths)
             total = loss + self.defense.mmd_weight * penalty
         self.optimizer.apply(tape.gradient(total, self.trainable_variables), self.trainable_variables)
-        self._loss_tracker.update_state(total, sample_weight=tf.shape(y_pred)[0])
         self.mmd.update_state(penalty)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self.finish_step(total, x, y, y_pred, sample_weight)
