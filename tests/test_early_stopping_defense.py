@@ -77,7 +77,7 @@ def test_side_by_side_table():
     text = side_by_side({"DP-SGD": defended, "early stop (epoch 3)": stopped})
     lines = text.splitlines()
     assert lines[0].split()[:5] == ["model", "test", "acc", "gap", "epsilon"]
-    assert "yes" in lines[2] and "3.5000" in lines[2] and f"{r1.auc:.4f}" in lines[2]
+    assert "yes" in lines[2] and " 3.5 " in lines[2] and "0.8000" in lines[2] and f"{r1.auc:.4f}" in lines[2]
     assert lines[3].startswith("early stop (epoch 3)") and f"{r2.auc:.4f}" in lines[3]
     markdown = side_by_side({"DP-SGD": defended, "early stop": stopped}, markdown=True)
     assert markdown.splitlines()[0].startswith("| model | test acc | gap | epsilon | attack | adaptive |")

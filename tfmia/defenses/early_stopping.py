@@ -143,13 +143,14 @@ class EarlyStoppingBaseline:
         return dataclasses.replace(self.recipe, epochs=epoch)
 
 
-def _cell(value, markdown: bool) -> str:
+def _cell(value, markdown: bool, metric: bool = False) -> str:
+    """Metrics with 4 decimals, other numbers (epsilon, seconds) with 3 significant digits."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+        return "nan" if math.isnan(value) else f"{value:.4f}" if metric else f"{value:.3g}"
     return str(value).replace("|", "\\|") if markdown else str(value)
 
 
@@ -171,11 +172,13 @@ def side_by_side(reports: Mapping[str, AuditReport], *, markdown: bool = False) 
     rows = []
     for label, report in reports.items():
         facts = report.facts
-        model_cells = [label, facts.test_accuracy, facts.gap] + [facts.extra.get(k) for k in extra]
+        model_cells = [_cell(label, markdown), _cell(facts.test_accuracy, markdown, True),
+                       _cell(facts.gap, markdown, True)] + [_cell(facts.extra.get(k), markdown) for k in extra]
         for result in report.results.values():
-            cells = model_cells + [result.name, result.adaptive] + [result.tpr_at_fpr(f) for f in LOW_FPRS] \
-                + [result.balanced_accuracy, result.auc] + ([result.metadata.get("seconds")] if timed else [])
-            rows.append([_cell(c, markdown) for c in cells])
+            metrics = [result.tpr_at_fpr(f) for f in LOW_FPRS] + [result.balanced_accuracy, result.auc]
+            rows.append(model_cells + [_cell(result.name, markdown), _cell(result.adaptive, markdown)]
+                        + [_cell(m, markdown, True) for m in metrics]
+                        + ([_cell(result.metadata.get("seconds"), markdown)] if timed else []))
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
