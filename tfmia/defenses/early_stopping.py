@@ -107,10 +107,10 @@ class EarlyStoppingBaseline:
         if not checkpoints:
             raise ValueError("checkpoints must hold at least one epoch")
         baseline = cls(model_fn, x_test, y_test)
-        for epoch in sorted(checkpoints):
-            check_positive_int(epoch, "checkpoints epoch")
-            baseline.weights[int(epoch)] = checkpoints[epoch]
-            baseline.accuracies[epoch] = _accuracy(baseline.model(epoch), baseline.x_test, baseline.y_test)
+        for key in sorted(checkpoints):
+            epoch = check_positive_int(key, "checkpoints epoch")
+            baseline.weights[epoch] = checkpoints[key]
+            baseline.accuracies[epoch] = baseline.accuracy(baseline.model(epoch))
         return baseline
 
     def accuracy(self, model) -> float:
