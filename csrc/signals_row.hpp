@@ -189,13 +189,19 @@ TFMIA_HD void logit_accumulate_max(LogitRow<D>& r, const D& z, const IndexOf<D>&
     r.max_noty = (j != y) & (z > r.max_noty) ? z : r.max_noty;
 }
 
-// Pass 2, column j: returns e_j = exp(z_j - m).  The gap m - z_j is capped at
-// 1000, beyond which e_j = 0 anyway, so that logits spanning more than the
-// double range add 0 rather than 0 * inf.
+// e_j = exp(z_j - m), once pass 1 has found m.
+template <class D>
+TFMIA_HD D logit_exp(const LogitRow<D>& r, const D& z) {
+    return vm::exp(z - r.max);
+}
+
+// Pass 2, column j: returns e_j.  The gap m - z_j is capped at 1000, beyond
+// which e_j = 0 anyway, so that logits spanning more than the double range add
+// 0 rather than 0 * inf.
 template <class D>
 TFMIA_HD D logit_accumulate_exp(LogitRow<D>& r, const D& z, const IndexOf<D>& j, const IndexOf<D>& y) {
     const D gap = r.max - z;
-    const D e = vm::exp(-gap);
+    const D e = logit_exp(r, z);
     r.s += e;
     r.s_noty += j != y ? e : D{};
     r.s_nota += j != r.argmax ? e : D{};
@@ -248,7 +254,7 @@ TFMIA_HD Values<D> logit_values(const LogitRow<D>& r, const D& z_y, const D& e_y
     v.correct = r.argmax == y;
     const D one_minus_py = v.correct ? r.s_noty * inv_s : 1.0 - v.confidence;
     // For a != y, p_a = 1 / S and -log(max(1 - p_a, 1e-30)) = log S - log(max(sum_{j != a} e_j, 1e-30 S)).
-    const D argmax_term = inv_s * (log_s - vm::log(vm::at_least(r.s_nota, kFloor * r.s)));
+    const D argmax_term = inv_s * (log_s - vm::log(vm::max(r.s_nota, kFloor * r.s)));
     v.modified_entropy =
         one_minus_py * vm::at_most(v.loss, kNegLogFloor) + r.mentr_rest + (v.correct ? D{} : argmax_term);
     v.logit_confidence = needs_shifted_sum(r, y) ? (r.max - r.max_noty) - vm::log(r.s_noty_shifted)

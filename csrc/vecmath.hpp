@@ -91,14 +91,21 @@ using IndexOf = typename Lanes<D>::Index;
 template <class D>
 using MaskOf = typename Lanes<D>::Mask;
 
-// max(x, lo) and min(x, hi), lo and hi of type D or double; NaN in x propagates.
-template <class D, class B>
-TFMIA_HD D at_least(const D& x, const B& lo) {
+// max(x, lo) and min(x, hi) against a constant; NaN in x propagates.  (The
+// bound is taken by value so that device code may pass constexpr constants.)
+template <class D>
+TFMIA_HD D at_least(const D& x, double lo) {
     return x < lo ? lo : x;
 }
-template <class D, class B>
-TFMIA_HD D at_most(const D& x, const B& hi) {
+template <class D>
+TFMIA_HD D at_most(const D& x, double hi) {
     return x > hi ? hi : x;
+}
+
+// Lane-wise max(a, b); b where a is NaN.
+template <class D>
+TFMIA_HD D max(const D& a, const D& b) {
+    return a > b ? a : b;
 }
 
 // |x|, clearing the sign bit.
