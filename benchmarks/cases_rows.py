@@ -7,8 +7,11 @@ write, following the published reference implementations:
   loss and entropy on probabilities (from logits: ``scipy.special.softmax``
   first, as TF Privacy does), LiRA's logit scaling; all in the input dtype.
 * gradient statistics: numpy and ``scipy.stats.skew`` / ``kurtosis`` on the
-  concatenated per-sample gradient (prepared in setup, not timed).
-* bisection: one batched update written with numpy fancy indexing.
+  concatenated per-sample gradient (prepared in setup, not timed), for many
+  rows with small chunks (1e4 x 1000 in 10) and few rows with huge chunks
+  (8 x 2e6 in 4, the per-sample gradient of an InceptionV3 layer).
+* bisection: one batched update of N x 784 float32 records (N = min(max N,
+  1e5)) against the same step written with numpy fancy indexing.
 
 Grid limits: the signals reference materialises about seven float32 copies of
 its input, so (N, C) pairs whose reference would need more than ~12 GB (input
@@ -114,5 +117,112 @@ def signal_cases(ns, cs):
     return cases
 
 
+# ---- gradient statistics ------------------------------------------------------
+
+
+def numpy_gradient_stats(g):
+    """The seven statistics of each row, numpy and scipy on the whole rows."""
+    a = np.abs(g)
+    return np.column_stack(
+        [a.sum(1), np.linalg.norm(g, axis=1), a.min(1), a.max(1), g.mean(1), stats.skew(g, axis=1),
+         stats.kurtosis(g, axis=1)]
+    )
+
+
+def gradstats_cases():
+    from tfmia.gradstats import GradientStats
+
+    cases = []
+    for n, p, chunks, label in ((10_000, 1000, 10, "many rows, small chunks"), (8, 2_000_000, 4, "few rows, huge chunks")):
+
+        def setup(rng, n=n, p=p, chunks=chunks):
+            parts = rng.standard_normal((chunks, n, p // chunks), dtype=np.float32)
+            parts *= 1e-3
+            # The reference works on the concatenation, prepared here and not timed.
+            return {"chunks": parts, "concatenated": np.concatenate(list(parts), axis=1)}
+
+        def ours(inp):
+            acc = GradientStats(inp["chunks"].shape[1])
+            for part in inp["chunks"]:
+                acc.update(part)
+            return acc.finalize()
+
+        cases.append(
+            Case(
+                id=f"gradstats-f32-n{n}-p{p}-k{chunks}",
+                kernel=f"gradstats ({label}, {chunks} chunks, float32)",
+                n=n,
+                c=p,
+                setup=setup,
+                ours=ours,
+                reference=lambda inp: numpy_gradient_stats(inp["concatenated"]),
+                reference_name="numpy + scipy.stats on the concatenation",
+                copy_keys=("chunks",),
+                output_bytes=lambda inp: 7 * 8 * inp["chunks"].shape[1],
+            )
+        )
+    return cases
+
+
+# ---- bisection ----------------------------------------------------------------
+
+
+def numpy_bisection_update(st, probs, theta):
+    """One step as a numpy user would write it, on dict-held arrays (float32 points)."""
+    rows = np.flatnonzero(st["active"])
+    own = probs[np.arange(len(rows)), st["orig"][rows]]
+    others = probs.copy()
+    others[np.arange(len(rows)), st["orig"][rows]] = -np.inf
+    gap = own - others.max(axis=1)
+    st["steps"][rows] += 1
+    done = rows[np.abs(gap) < theta]
+    st["distance"][done] = np.linalg.norm(st["mid"][done].astype(np.float64) - st["x0"][done], axis=1)
+    st["converged"][done] = True
+    st["active"][done] = False
+    keep = np.abs(gap) >= theta
+    to_lo, to_hi = rows[keep & (gap > 0)], rows[keep & (gap <= 0)]
+    st["lo"][to_lo] = st["mid"][to_lo]
+    st["hi"][to_hi] = st["mid"][to_hi]
+    moved = rows[keep]
+    st["mid"][moved] = ((st["lo"][moved].astype(np.float64) + st["hi"][moved]) * 0.5).astype(np.float32)
+
+
+def bisection_cases(ns):
+    from tfmia.bisection import BisectionState
+
+    n, d, c = min(max(ns), 100_000), 784, 10
+
+    def setup(rng):
+        x0 = rng.standard_normal((n, d), dtype=np.float32)
+        hi = x0 + rng.standard_normal((n, d), dtype=np.float32)
+        # Never within theta of the boundary, half the records crossing each way: every
+        # call updates all n records, so repeated calls cost the same.
+        probs = np.full((n, c), 0.02, dtype=np.float32)
+        probs[0::2, 0] = 0.8
+        probs[1::2, 1] = 0.8
+        state = BisectionState(x0, x0, hi, np.zeros(n, dtype=int), theta=1e-4, max_steps=10**9)
+        ref = {
+            "x0": x0, "lo": x0.copy(), "hi": hi.copy(), "mid": state.midpoints().copy(),
+            "orig": np.zeros(n, dtype=np.int64), "active": np.ones(n, dtype=bool),
+            "converged": np.zeros(n, dtype=bool), "distance": np.full(n, np.nan), "steps": np.zeros(n, dtype=np.int64),
+        }
+        return {"state": state, "probs": probs, "ref": ref, "lo": ref["lo"], "hi": ref["hi"]}
+
+    return [
+        Case(
+            id=f"bisection-f32-n{n}-d{d}",
+            kernel="bisection update (float32)",
+            n=n,
+            c=d,
+            setup=setup,
+            ours=lambda inp: inp["state"].update(inp["probs"]),
+            reference=lambda inp: numpy_bisection_update(inp["ref"], inp["probs"], 1e-4),
+            reference_name="numpy fancy indexing",
+            copy_keys=("lo", "hi"),
+            output_bytes=lambda inp: 18 * n,  # per record: distance, steps, two flags
+        )
+    ]
+
+
 def cases(ns, cs):
-    return signal_cases(ns, cs)
+    return signal_cases(ns, cs) + gradstats_cases() + bisection_cases(ns)
