@@ -86,14 +86,15 @@ void apply(const Records& rec, const Points<T>& pts, std::int64_t i, Decision de
 template <class T, class P>
 std::int64_t step_cpu(const Records& rec, const Points<T>& pts, const P* probs, std::int8_t* decisions) {
     std::int64_t first_bad = rec.k;
-#pragma omp parallel for schedule(static) reduction(min : first_bad) if (rec.k * rec.c >= 50000)
+    // Below ~1M values (about a millisecond of work) a thread team is not worth waking.
+#pragma omp parallel for schedule(static) reduction(min : first_bad) if (rec.k * rec.c >= (1 << 20))
     for (std::int64_t i = 0; i < rec.k; ++i) {
         const Decision d = bisection::decide(probs + i * rec.c, rec.c, rec.orig[rec.rows[i]], rec.theta);
         decisions[i] = d;
         if (d == bisection::kBadProbs || d == bisection::kBadClass) first_bad = std::min(first_bad, i);
     }
     if (first_bad < rec.k) return first_bad;
-#pragma omp parallel for schedule(static) if (rec.k * rec.d >= 50000)
+#pragma omp parallel for schedule(static) if (rec.k * rec.d >= (1 << 20))
     for (std::int64_t i = 0; i < rec.k; ++i) apply(rec, pts, i, static_cast<Decision>(decisions[i]));
     return -1;
 }

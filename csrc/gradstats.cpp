@@ -68,7 +68,8 @@ std::int64_t segment_moments_cpu(const T* chunk, std::int64_t n, std::int64_t p,
     const std::int64_t seg_len = (p + segments - 1) / segments;
     const std::int64_t items = n * segments;
     std::int64_t first_bad = n;
-#pragma omp parallel for schedule(dynamic, 16) reduction(min : first_bad) if (n * p >= 50000)
+    // Below ~1M elements (about a millisecond of work) a thread team is not worth waking.
+#pragma omp parallel for schedule(dynamic, 16) reduction(min : first_bad) if (n * p >= (1 << 20))
     for (std::int64_t item = 0; item < items; ++item) {
         const std::int64_t row = item / segments, start = (item % segments) * seg_len;
         const std::int64_t len = std::min(seg_len, p - start);
@@ -97,7 +98,7 @@ void update(py::array state, std::int64_t count, const py::array& chunk, bool us
             first_bad = segment_moments_cpu(data, n, p, segments, partials.data());
         }
         if (first_bad < 0) {
-#pragma omp parallel for schedule(static) if (n * segments >= 4096)
+#pragma omp parallel for schedule(static) if (n * segments >= (1 << 15))
             for (std::int64_t row = 0; row < n; ++row) {
                 const Moments* part = partials.data() + row * segments;
                 Moments chunk_row = part[0];

@@ -1,8 +1,10 @@
 // Implementation of the CPU row kernels on simd::vdouble lanes.
 //
 // Included by exactly the rows_isa*.cpp files, each after choosing its target
-// instruction set (see row_kernels.hpp); everything here has internal linkage,
-// so the copies for different instruction sets never mix.  The standard
+// instruction set (see row_kernels.hpp), so that this code and the vecmath /
+// simd / signals_row templates it instantiates are compiled for that set.  The
+// kernels have internal linkage and the helpers are always inlined, so the
+// copies for different instruction sets never mix at link time.  The standard
 // headers come in through row_kernels.hpp, before the target switch.
 #pragma once
 

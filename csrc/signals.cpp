@@ -41,17 +41,20 @@ std::int64_t compute_cpu(const SignalsArgs<T>& a) {
         else
             return kernels.signals_f64;
     }();
-    // Blocks of whole eight-row groups and about 16k elements keep scheduling cheap for small C.
-    const std::int64_t block = 8 * std::max<std::int64_t>(1, 2048 / a.c);
+    // Blocks of whole eight-row groups, at most ~16k elements each (scheduling stays cheap
+    // for small C), and at least eight per thread where there are enough rows (balance).
+    const std::int64_t groups_cap = std::max<std::int64_t>(1, 2048 / a.c);
+    const std::int64_t groups_balanced = (a.n + 64 * num_threads() - 1) / (64 * num_threads());
+    const std::int64_t block = 8 * std::max<std::int64_t>(1, std::min(groups_cap, groups_balanced));
     const std::int64_t blocks = (a.n + block - 1) / block;
-    const std::int64_t per_thread = signals_scratch(a.c);
-    std::vector<double> scratch(static_cast<std::size_t>(num_threads() * per_thread));
+    const std::int64_t scratch_per_thread = signals_scratch(a.c);
+    std::vector<double> scratch(static_cast<std::size_t>(num_threads() * scratch_per_thread));
     std::int64_t first_bad = a.n;
-    // Below ~50k elements (well under a millisecond) waking a thread team costs more than it saves.
-#pragma omp parallel reduction(min : first_bad) if (a.n * a.c >= 50000)
+    // Below ~250k elements (about a millisecond of work) a thread team is not worth waking.
+#pragma omp parallel reduction(min : first_bad) if (a.n * a.c >= (1 << 18))
     {
 #ifdef TFMIA_HAVE_OPENMP
-        double* mine = scratch.data() + omp_get_thread_num() * per_thread;
+        double* mine = scratch.data() + omp_get_thread_num() * scratch_per_thread;
 #else
         double* mine = scratch.data();
 #endif

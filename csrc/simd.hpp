@@ -106,6 +106,7 @@ struct Lanes<simd::vdouble> {
     using Index = simd::vint;
     using Mask = simd::vint;  // all ones where true, as vector comparisons produce
     TFMIA_HD static Mask all_true() { return ~Mask{}; }
+    TFMIA_HD static bool all(const Mask& m) { return !simd::any(~m); }
     TFMIA_HD static simd::vdouble sqrt(const simd::vdouble& x) {
         simd::vdouble r;
         for (int i = 0; i < simd::kWidth; ++i) r[i] = std::sqrt(x[i]);

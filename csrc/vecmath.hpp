@@ -65,6 +65,7 @@ struct Lanes<double> {
     using Index = std::int64_t;
     using Mask = bool;
     TFMIA_HD static Mask all_true() { return true; }
+    TFMIA_HD static bool all(Mask m) { return m; }
     TFMIA_HD static double sqrt(const double& x) { return std::sqrt(x); }
     TFMIA_HD static Bits to_bits(const double& x) {
 #if defined(__CUDA_ARCH__)
@@ -174,12 +175,15 @@ TFMIA_HD D log_reduced(const D& k, const D& f, const D& lo) {
 template <class D>
 TFMIA_HD void reduce_one_minus(const D& p, double lo, D& k, D& f) {
     constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
-    D k_general, f_general;
-    reduce(at_least(1.0 - p, lo), k_general, f_general);  // 1 - p is exact for p >= 1/2
     const auto small = p <= kOneMinusSqrtHalf;
     const auto half = p <= 0.5;
-    k = small ? 0.0 : (half ? -1.0 : k_general);
-    f = small ? -p : (half ? 1.0 - 2.0 * p : f_general);
+    k = small ? D{} : D{} - 1.0;
+    f = small ? -p : 1.0 - 2.0 * p;
+    if (Lanes<D>::all(half)) return;  // the usual case: skip the general reduction
+    D k_general, f_general;
+    reduce(at_least(1.0 - p, lo), k_general, f_general);  // 1 - p is exact for p >= 1/2
+    k = half ? k : k_general;
+    f = half ? f : f_general;
 }
 
 }  // namespace detail
@@ -204,6 +208,9 @@ TFMIA_HD D exp(const D& arg) {
     q = q * r + 0.16666666666666666;
     q = q * r + 0.5;
     const D p = 1.0 + (r + r * r * q);
+    // Scaling by a power of two is exact unless the result leaves the normal
+    // range, so one factor 2^k gives the same result as two whenever it exists.
+    if (Lanes<D>::all((k >= -1022.0) & (k <= 1023.0))) return p * pow2i(k);
     // 2^k = 2^k1 2^(k - k1), both halves in the normal range for |k| <= 1077.
     const D k1 = (k * 0.5 + kShifter) - kShifter;
     return p * pow2i(k1) * pow2i(k - k1);
