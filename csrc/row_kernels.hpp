@@ -15,7 +15,9 @@
 // still uses the wide units of the machine it runs on.
 //
 // This header holds only declarations and plain structs, so that the
-// per-instruction-set files can include it before switching targets.
+// per-instruction-set files can include it before switching targets: any
+// always-inline function defined before the switch could not be inlined into
+// their kernels when the build's own flags exceed the target (-march=native).
 #pragma once
 
 #include <algorithm>
@@ -25,7 +27,9 @@
 #include <limits>
 #include <string>
 
-#include "moments.hpp"
+namespace tfmia::gradstats {
+struct Moments;  // moments.hpp
+}
 
 namespace tfmia {
 

@@ -8,6 +8,7 @@
 // headers come in through row_kernels.hpp, before the target switch.
 #pragma once
 
+#include "moments.hpp"
 #include "row_kernels.hpp"
 #include "signals_row.hpp"
 #include "simd.hpp"

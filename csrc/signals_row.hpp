@@ -2,8 +2,8 @@
 // (signals.cpp) and the CUDA kernel (cuda/signals.cu).
 //
 // Everything is a template over the lane type D:
-//   * the CPU runs D = simd::vdouble with one ROW per lane (eight rows at a
-//     time, a column per step), so no horizontal reductions are needed;
+//   * the CPU runs D = simd::vdouble with one ROW per lane (a group of rows at
+//     a time, a column per step), so no horizontal reductions are needed;
 //   * the GPU runs D = double, one element per thread of a warp, and combines
 //     the warp's partial rows itself.
 // Both accumulate with the same functions and finish with the same functions.
@@ -186,7 +186,7 @@ TFMIA_HD void logit_accumulate_max(LogitRow<D>& r, const D& z, const IndexOf<D>&
     const auto above = z > r.max;
     r.argmax = above ? j : r.argmax;
     r.max = above ? z : r.max;
-    r.max_noty = (j != y) & (z > r.max_noty) ? z : r.max_noty;
+    r.max_noty = ((j != y) & (z > r.max_noty)) ? z : r.max_noty;
 }
 
 // e_j = exp(z_j - m), once pass 1 has found m.
@@ -214,7 +214,7 @@ TFMIA_HD D logit_accumulate_exp(LogitRow<D>& r, const D& z, const IndexOf<D>& j,
 // nothing; see logit_values).
 template <class D>
 TFMIA_HD void logit_accumulate_prob(LogitRow<D>& r, const D& p, double k, const IndexOf<D>& j, const IndexOf<D>& y) {
-    r.mentr_rest += (j != y) & (j != r.argmax) ? other_mentr_term(p) : D{};
+    r.mentr_rest += ((j != y) & (j != r.argmax)) ? other_mentr_term(p) : D{};
     r.sum_p += p;
     const D d = p - k;
     r.sq_k += d * d;

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "vecmath.hpp"
 
@@ -57,16 +58,13 @@ TFMIA_HD vint iota(std::int64_t j) {
 }
 
 namespace detail {
-// One butterfly stage of a transpose: pairs of rows (a, b), b = a + B, swap
-// their off-diagonal blocks of B lanes.
-template <int B>
-TFMIA_HD void transpose_pair(vdouble& a, vdouble& b) {
-    vint lo, hi;
-    for (int k = 0; k < kWidth; ++k) {
-        lo[k] = (k & B) ? kWidth + k - B : k;
-        hi[k] = (k & B) ? kWidth + k : k + B;
-    }
-    const vdouble new_a = __builtin_shuffle(a, b, lo), new_b = __builtin_shuffle(a, b, hi);
+// One butterfly stage of a transpose: for rows (a, b), b = a + B, swap their
+// off-diagonal blocks of B lanes.  Lane k of the new a is a[k] or b[k - B], of
+// the new b a[k + B] or b[k], depending on bit B of k.
+template <int B, std::size_t... K>
+TFMIA_HD void transpose_pair(vdouble& a, vdouble& b, std::index_sequence<K...>) {
+    const vdouble new_a = __builtin_shufflevector(a, b, ((K & B) ? kWidth + K - B : K)...);
+    const vdouble new_b = __builtin_shufflevector(a, b, ((K & B) ? kWidth + K : K + B)...);
     a = new_a;
     b = new_b;
 }
@@ -74,7 +72,7 @@ template <int B>
 TFMIA_HD void transpose_stages(vdouble* rows) {
     if constexpr (B < kWidth) {
         for (int i = 0; i < kWidth; ++i)
-            if (!(i & B)) transpose_pair<B>(rows[i], rows[i + B]);
+            if (!(i & B)) transpose_pair<B>(rows[i], rows[i + B], std::make_index_sequence<kWidth>{});
         transpose_stages<2 * B>(rows);
     }
 }

@@ -171,14 +171,20 @@ TFMIA_HD D log_reduced(const D& k, const D& f, const D& lo) {
     return log_reduced(k, f, f / (2.0 + f), lo);
 }
 
+// The reduced argument (k, f) of log(1 - p) for p in [0, 1/2], from p exactly.
+template <class D>
+TFMIA_HD void reduce_one_minus_half(const D& p, D& k, D& f) {
+    constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
+    const auto small = p <= kOneMinusSqrtHalf;
+    k = small ? D{} : D{} - 1.0;
+    f = small ? -p : 1.0 - 2.0 * p;
+}
+
 // The reduced argument (k, f) of log(max(1 - p, lo)) for p >= 0 (see log1m).
 template <class D>
 TFMIA_HD void reduce_one_minus(const D& p, double lo, D& k, D& f) {
-    constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
-    const auto small = p <= kOneMinusSqrtHalf;
+    reduce_one_minus_half(p, k, f);
     const auto half = p <= 0.5;
-    k = small ? D{} : D{} - 1.0;
-    f = small ? -p : 1.0 - 2.0 * p;
     if (Lanes<D>::all(half)) return;  // the usual case: skip the general reduction
     D k_general, f_general;
     reduce(at_least(1.0 - p, lo), k_general, f_general);  // 1 - p is exact for p >= 1/2
@@ -247,9 +253,9 @@ TFMIA_HD D log1m(const D& p, double lo) {
 // log(1 - p) for p in [0, 1/2] only: log1m without the reduction of 1 - p.
 template <class D>
 TFMIA_HD D log1m_half(const D& p) {
-    constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
-    const auto small = p <= kOneMinusSqrtHalf;
-    return detail::log_reduced(small ? D{} : D{} - 1.0, small ? -p : 1.0 - 2.0 * p, D{});
+    D k, f;
+    detail::reduce_one_minus_half(p, k, f);
+    return detail::log_reduced(k, f, D{});
 }
 
 // log(x) and log(max(1 - p, lo)) at once (domains as for log and log1m), with
