@@ -133,7 +133,8 @@ def gradstats_cases():
     from tfmia.gradstats import GradientStats
 
     cases = []
-    for n, p, chunks, label in ((10_000, 1000, 10, "many rows, small chunks"), (8, 2_000_000, 4, "few rows, huge chunks")):
+    shapes = ((10_000, 1000, 10, "many rows, small chunks"), (8, 2_000_000, 4, "few rows, huge chunks"))
+    for n, p, chunks, label in shapes:
 
         def setup(rng, n=n, p=p, chunks=chunks):
             parts = rng.standard_normal((chunks, n, p // chunks), dtype=np.float32)

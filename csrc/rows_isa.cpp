@@ -23,7 +23,9 @@ struct Candidate {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 bool has_avx512() { return __builtin_cpu_supports("x86-64-v4"); }
 bool has_avx2() { return __builtin_cpu_supports("x86-64-v3"); }
-bool has_avx_fma() { return __builtin_cpu_supports("x86-64-v2") && __builtin_cpu_supports("avx") && __builtin_cpu_supports("fma"); }
+bool has_avx_fma() {
+    return __builtin_cpu_supports("x86-64-v2") && __builtin_cpu_supports("avx") && __builtin_cpu_supports("fma");
+}
 #else
 bool has_avx512() { return false; }
 bool has_avx2() { return false; }

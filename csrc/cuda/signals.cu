@@ -53,7 +53,8 @@ __global__ void prob_rows(const T* preds, const std::int64_t* labels, std::int64
         return;
     }
     const double mean = r.sum / static_cast<double>(c);
-    for (std::int64_t j = lane; j < c; j += kWarp) signals::accumulate_sq_dev(r.sq_dev, static_cast<double>(p[j]), mean);
+    for (std::int64_t j = lane; j < c; j += kWarp)
+        signals::accumulate_sq_dev(r.sq_dev, static_cast<double>(p[j]), mean);
     r.sq_dev = warp_sum(r.sq_dev);
     if (lane == 0) store_row(out, row, signals::prob_values(r, static_cast<double>(p[y]), c, y));
 }
