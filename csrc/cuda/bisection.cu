@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "cuda/rows.hpp"
-#include "cuda/rows_device.cuh"
+#include "cuda/rows_device.hpp"
 
 namespace tfmia::cuda {
 

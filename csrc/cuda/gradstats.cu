@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "cuda/rows.hpp"
-#include "cuda/rows_device.cuh"
+#include "cuda/rows_device.hpp"
 
 namespace tfmia::cuda {
 

@@ -1,6 +1,6 @@
 // Device-side plumbing shared by the CUDA row kernels (signals.cu,
 // gradstats.cu, bisection.cu): error checks, an owning device buffer, row
-// batching and warp reductions.
+// batching and warp reductions.  CUDA code: include from .cu files only.
 #pragma once
 
 #include <cuda_runtime.h>
