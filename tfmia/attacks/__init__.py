@@ -1,7 +1,11 @@
 """Membership-inference attacks.  Each exposes ``fit``, ``score`` and ``evaluate``."""
 
 from .base import Attack, as_attack_inputs
+from .lira import LiRA
 from .metric import METRICS, MetricAttack
 from .risk_score import PrivacyRiskScore
+from .seqmia import SeqMIA
+from .trajectory import TrajectoryMIA
 
-__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore"]
+__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "SeqMIA", "TrajectoryMIA",
+           "LiRA"]
