@@ -5,7 +5,8 @@ from .lira import LiRA
 from .metric import METRICS, MetricAttack
 from .risk_score import PrivacyRiskScore
 from .seqmia import SeqMIA
+from .shadow import ShadowModelAttack
 from .trajectory import TrajectoryMIA
 
-__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "SeqMIA", "TrajectoryMIA",
-           "LiRA"]
+__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "ShadowModelAttack",
+           "SeqMIA", "TrajectoryMIA", "LiRA"]

@@ -1,0 +1,135 @@
+"""MetricAttack against a port of Song & Mittal's reference code, on real Keras models."""
+
+import numpy as np
+import pytest
+from _models import digits, digits_mlp, random_probs
+
+from tfmia.attacks import METRICS, MetricAttack
+from tfmia.data import AttackInputs
+from tfmia.shadow_training import train_shadow_models
+from tfmia.splits import known_subset, partition
+from tfmia.training import FitConfig, build_model, fit_model
+
+
+def _thre_setting(tr_values, te_values):
+    """Song & Mittal's reference threshold search (membership_inference_attacks.py)."""
+    value_list = np.concatenate((tr_values, te_values))
+    thre, max_acc = 0, 0
+    for value in value_list:
+        tr_ratio = np.sum(tr_values >= value) / (len(tr_values) + 0.0)
+        te_ratio = np.sum(te_values < value) / (len(te_values) + 0.0)
+        acc = 0.5 * (tr_ratio + te_ratio)
+        if acc > max_acc:
+            thre, max_acc = value, acc
+    return thre
+
+
+def _reference_values(probs, labels, metric):
+    """The reference's per-sample metrics, oriented higher = member."""
+    log = lambda p: -np.log(np.maximum(p, 1e-30))  # noqa: E731 - the reference's _log_value
+    rows = np.arange(labels.size)
+    if metric == "confidence":
+        return probs[rows, labels]
+    if metric == "loss":
+        return -log(probs[rows, labels])
+    if metric == "entropy":
+        return -np.sum(probs * log(probs), axis=1)
+    if metric == "modified_entropy":
+        mp, mlp = probs.copy(), log(1 - probs)
+        mp[rows, labels] = 1 - probs[rows, labels]
+        mlp[rows, labels] = log(probs[rows, labels])
+        return -np.sum(mp * mlp, axis=1)
+    return (probs.argmax(axis=1) == labels).astype(float)
+
+
+@pytest.mark.parametrize("metric", ["confidence", "loss", "entropy", "modified_entropy"])
+def test_class_dependent_thresholds_and_decisions_match_the_reference(metric):
+    p_in, y_in = random_probs(400, 5, seed=1, sharpness=5)
+    p_out, y_out = random_probs(400, 5, seed=2, sharpness=2)
+    p_tgt, y_tgt = random_probs(300, 5, seed=3, sharpness=4)
+    attack = MetricAttack(metric).fit((p_in, y_in), (p_out, y_out))
+    v_in, v_out = _reference_values(p_in, y_in, metric), _reference_values(p_out, y_out, metric)
+    expected = [_thre_setting(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
+    np.testing.assert_allclose(attack.thresholds, expected, rtol=1e-12, atol=0)
+    v_tgt = _reference_values(p_tgt, y_tgt, metric)
+    np.testing.assert_array_equal(attack.predict((p_tgt, y_tgt)), v_tgt >= attack.thresholds[y_tgt])
+
+    glob = MetricAttack(metric, class_dependent=False).fit((p_in, y_in), (p_out, y_out))
+    assert glob.threshold() == pytest.approx(_thre_setting(v_in, v_out), rel=1e-12)
+    np.testing.assert_array_equal(glob.predict((p_tgt, y_tgt)), glob.values((p_tgt, y_tgt)) >= glob.threshold())
+
+
+def test_correctness_attack_needs_no_calibration():
+    p, y = random_probs(200, 4, seed=5)
+    result = MetricAttack("correctness").evaluate((p[:100], y[:100]), (p[100:], y[100:]))
+    correct = p.argmax(axis=1) == y
+    assert np.array_equal(result.decisions, correct)
+    assert result.decision_source == "threshold"
+
+
+def test_class_absent_from_shadow_data_uses_global_threshold():
+    p_in, y_in = random_probs(300, 4, seed=1)
+    p_out, y_out = random_probs(300, 4, seed=2)
+    keep_in, keep_out = y_in != 3, y_out != 3
+    with pytest.warns(UserWarning, match=r"classes \[3\]"):
+        attack = MetricAttack("loss").fit((p_in[keep_in], y_in[keep_in]), (p_out[keep_out], y_out[keep_out]))
+    glob = MetricAttack("loss", class_dependent=False).fit((p_in[keep_in], y_in[keep_in]), (p_out[keep_out], y_out[keep_out]))
+    assert attack.thresholds[3] == glob.threshold()
+    p_t, y_t = random_probs(50, 4, seed=9)
+    scores = attack.score((p_t, y_t))  # labels of class 3 are scored, not rejected
+    assert np.all(np.isfinite(scores))
+
+
+def test_bad_input():
+    p, y = random_probs(100, 4, seed=1)
+    with pytest.raises(ValueError, match="metric"):
+        MetricAttack("nope")
+    with pytest.raises(ValueError, match="fitted"):
+        MetricAttack("loss").score((p, y))
+    attack = MetricAttack("loss").fit((p, y), (p, y))
+    p5, y5 = random_probs(10, 5, seed=2)
+    with pytest.raises(ValueError, match="5 classes"):
+        attack.score((p5, y5))
+    with pytest.raises(ValueError, match="labels"):
+        attack.score((p[:10], y[:9]))
+    with pytest.raises(ValueError, match="members have 4 classes but non_members have 5"):
+        MetricAttack("loss").fit((p, y), (p5, y5))
+
+
+@pytest.fixture(scope="module")
+def digits_setup():
+    """A target overfitting 150 digits and the attacker's pool of 300 records."""
+    x, y = digits()
+    parts = partition(x, y, {"target_train": 150, "target_test": 150, "attacker": 300}, seed=0)
+    recipe = FitConfig(epochs=30, batch_size=16)
+    target = build_model(digits_mlp, seed=0)
+    fit_model(target, *parts["target_train"], recipe)
+    members = AttackInputs.from_model(target, *parts["target_train"])
+    non_members = AttackInputs.from_model(target, *parts["target_test"])
+    return parts, recipe, members, non_members
+
+
+def test_calibration_with_shadow_models(digits_setup):
+    parts, recipe, members, non_members = digits_setup
+    shadows = train_shadow_models(digits_mlp, *parts["attacker"], n_shadows=1, fit=recipe, train_size=150, seed=1,
+                                  progress=False)
+    shadow_in, shadow_out = shadows.pooled_attack_inputs()
+    assert len(shadow_in) == 150 and len(shadow_out) == 150
+    for metric in METRICS:
+        result = MetricAttack(metric).fit(shadow_in, shadow_out).evaluate(members, non_members)
+        assert result.n_members == 150 and result.labels is not None
+        assert result.auc > 0.5, metric  # the target overfits: every metric leaks
+
+
+def test_calibration_on_known_membership_subset(digits_setup):
+    _, _, members, non_members = digits_setup
+    known_in, eval_in = known_subset(members.labels, 0.8, seed=0)
+    known_out, eval_out = known_subset(non_members.labels, 0.8, seed=1)
+    assert not set(known_in) & set(eval_in) and len(known_in) + len(eval_in) == len(members)
+    for c in range(10):
+        n_c = np.sum(members.labels == c)
+        assert np.sum(members.labels[known_in] == c) == min(max(round(0.8 * n_c), 1), n_c - 1)
+    attack = MetricAttack("modified_entropy").fit(members.subset(known_in), non_members.subset(known_out))
+    result = attack.evaluate(members.subset(eval_in), non_members.subset(eval_out))
+    assert len(result) == len(eval_in) + len(eval_out)
+    assert 0.0 <= result.balanced_accuracy <= 1.0

@@ -1,0 +1,182 @@
+"""The ``tfmia`` command line.
+
+``tfmia demo``    train a small model that overfits and audit it end to end (offline).
+``tfmia audit``   audit a saved Keras model on member / non-member files.
+``tfmia report``  re-render a saved report as HTML or a text summary.
+
+Untrusted files are handled safely: models load with ``safe_mode=True`` (no
+Lambda layers or arbitrary code), arrays with ``allow_pickle=False``, reports
+are JSON.  Errors name the file and what is wrong; the exit code is 2 for bad
+input and 1 for an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+__all__ = ["main", "build_parser", "CliError"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+# -- loading untrusted files --------------------------------------------------------------
+def load_model_safely(path: str):
+    """Load a ``.keras`` model with ``safe_mode=True`` or raise CliError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"--model {path}: file not found")
+    if p.suffix != ".keras":
+        raise CliError(f"--model {path}: expected a .keras file (Keras 3 format)")
+    import keras
+
+    try:
+        return keras.saving.load_model(p, safe_mode=True, compile=True)
+    except ValueError as exc:
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text:
+            raise CliError(
+                f"--model {path}: refused under safe_mode: the file contains code (such as a Lambda layer) "
+                "that would run on load; rebuild the model without it or load it yourself if you trust the file"
+            ) from None
+        raise CliError(f"--model {path}: cannot load: {text.splitlines()[0] if text else exc.__class__.__name__}") from None
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError) as exc:
+        raise CliError(f"--model {path}: not a valid .keras file ({exc.__class__.__name__}: {exc})") from None
+
+
+def load_records(path: str, flag: str):
+    """``(x, y)`` from an ``.npz`` with arrays ``x`` and ``y``, loaded with ``allow_pickle=False``."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{flag} {path}: file not found")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                raise CliError(f"{flag} {path}: missing array(s) {missing}; found {sorted(data.files)} "
+                               "(save with numpy.savez(path, x=..., y=...))")
+            x, y = data["x"], data["y"]
+    except CliError:
+        raise
+    except ValueError as exc:  # object arrays refused without pickle, bad headers
+        raise CliError(f"{flag} {path}: cannot read safely: {exc}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise CliError(f"{flag} {path}: not a valid .npz file ({exc.__class__.__name__}: {exc})") from None
+    if x.shape[0] != y.shape[0]:
+        raise CliError(f"{flag} {path}: x has {x.shape[0]} records but y has {y.shape[0]}")
+    if x.shape[0] == 0:
+        raise CliError(f"{flag} {path}: no records")
+    return x, y
+
+
+# -- commands ------------------------------------------------------------------------------
+def _cmd_demo(args) -> int:
+    from .demo import DemoSettings, run_demo
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("split_size", args.split_size), ("seed", args.seed))
+                 if v is not None}
+    run_demo(DemoSettings.for_dataset(args.dataset, **overrides), args.out, verbose=0 if args.quiet else 1)
+    return 0
+
+
+def _cmd_audit(args) -> int:
+    from .audit import run_audit
+
+    model = load_model_safely(args.model)
+    members = load_records(args.members, "--members")
+    non_members = load_records(args.non_members, "--non-members")
+    shadow = load_records(args.shadow_data, "--shadow-data") if args.shadow_data else None
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    try:
+        report = run_audit(model, members, non_members, attacks=attacks, shadow_data=shadow,
+                           shadow_epochs=args.shadow_epochs, known_fraction=args.known_fraction, seed=args.seed,
+                           model_name=Path(args.model).name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out)
+    report.to_json(out / "report.json")
+    report.to_html(out / "report.html")
+    print(report.summary())
+    print(f"\nwrote {out / 'report.json'} and {out / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import AuditReport
+
+    try:
+        report = AuditReport.from_json(Path(args.input))
+    except ValueError as exc:
+        raise CliError(f"{args.input}: {exc}") from None
+    if args.html:
+        path = report.to_html(args.html)
+        print(f"wrote {path}")
+    if args.summary or not args.html:
+        print(report.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfmia", description="Membership-inference auditing for Keras classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train a small model that overfits and audit it end to end (offline)",
+                          description="Train a small Keras target that overfits, a shadow model, run the metric "
+                                      "attacks and the privacy risk score, and write a report.")
+    demo.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits",
+                      help="digits (bundled with scikit-learn, default) or fashion-mnist (local IDX files)")
+    demo.add_argument("--out", default="tfmia-report", help="folder for report.json and report.html (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, help="training epochs of the target and shadow models")
+    demo.add_argument("--split-size", type=int, help="records in each of target train/test and shadow train/test")
+    demo.add_argument("--seed", type=int, help="seed for splits and training")
+    demo.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    demo.set_defaults(func=_cmd_demo)
+
+    audit = sub.add_parser("audit", help="audit a saved Keras model on member / non-member records",
+                           description="Run the metric attacks (and the privacy risk score) against a saved model. "
+                                       "Without --shadow-data the attacks calibrate on a known part of the members "
+                                       "and non-members (Rezaei & Liu's setting) and are evaluated on the rest.")
+    audit.add_argument("--model", required=True, help="the target model, a .keras file (loaded with safe_mode)")
+    audit.add_argument("--members", required=True, help=".npz with arrays x and y: records the model trained on")
+    audit.add_argument("--non-members", required=True, help=".npz with arrays x and y: records it never saw")
+    audit.add_argument("--shadow-data", help=".npz with x and y: the attacker's own data to train a shadow model on")
+    audit.add_argument("--shadow-epochs", type=int, default=30, help="epochs for the shadow model (default: %(default)s)")
+    audit.add_argument("--attacks", default="correctness,loss,confidence,entropy,modified_entropy,risk_score",
+                       help="comma-separated attacks (default: %(default)s)")
+    audit.add_argument("--known-fraction", type=float, default=0.8,
+                       help="without --shadow-data: fraction of each class's records the attacker knows (default: %(default)s)")
+    audit.add_argument("--seed", type=int, default=0, help="seed for splits and shadow training")
+    audit.add_argument("--out", default="tfmia-report", help="output folder (default: %(default)s)")
+    audit.set_defaults(func=_cmd_audit)
+
+    report = sub.add_parser("report", help="re-render a saved report",
+                            description="Read a report.json written by tfmia and write its HTML page or print its summary.")
+    report.add_argument("input", help="a report.json written by tfmia")
+    report.add_argument("--html", help="write the HTML page here")
+    report.add_argument("--summary", action="store_true", help="print the text summary (default when --html is absent)")
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"tfmia {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"tfmia {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
