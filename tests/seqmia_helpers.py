@@ -1,4 +1,5 @@
-"""Tiny Keras recipes and digits splits shared by the SeqMIA, TrajectoryMIA, LiRA, distillation and recorder tests."""
+"""Tiny Keras recipes, digits splits and the signal formulas shared by the SeqMIA, TrajectoryMIA, LiRA,
+distillation and recorder tests (logit models come from ``_models``)."""
 
 import numpy as np
 
@@ -17,20 +18,6 @@ def tiny_model_fn():
         keras.layers.Dense(10, activation="softmax"),
     ])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    return model
-
-
-def tiny_logit_model_fn():
-    """64 -> 16 ReLU -> 10 logits, Adam: the logits flavour, no random layer (bit-exact resume)."""
-    import keras
-
-    model = keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 

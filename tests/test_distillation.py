@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import tfmia
-from seqmia_helpers import (digits_parts, numpy_rows, softmax, three_class_model_fn, tiny_logit_model_fn,
-                            tiny_model_fn)
+from _models import digits_logits_mlp
+from seqmia_helpers import digits_parts, numpy_rows, softmax, three_class_model_fn, tiny_model_fn
 from tfmia.distillation import teacher_probabilities
 from tfmia.training import FitConfig, build_model, fit_model
 
@@ -15,7 +15,7 @@ from tfmia.training import FitConfig, build_model, fit_model
 @pytest.fixture(scope="module")
 def setup():
     parts = digits_parts(60)
-    teacher = build_model(tiny_logit_model_fn, seed=10)
+    teacher = build_model(digits_logits_mlp, seed=10)
     fit_model(teacher, *parts["target_train"], FitConfig(epochs=20, batch_size=16))
     x_distill = parts["remainder"][0][:300]
     records = (np.concatenate([parts["target_train"][0][:15], parts["target_test"][0][:15]]),
@@ -70,25 +70,25 @@ def test_snapshots_live_trajectory_and_replay_agree_in_inference_mode(setup):
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, setup):
     teacher, x, records = setup
     kwargs = dict(epochs=3, batch_size=32, seed=5, records=records, progress=False)
-    reference = tfmia.distill(teacher, tiny_logit_model_fn, x, run_dir=tmp_path / "a", **kwargs)
-    tfmia.distill(teacher, tiny_logit_model_fn, x, run_dir=tmp_path / "b", **kwargs)
+    reference = tfmia.distill(teacher, digits_logits_mlp, x, run_dir=tmp_path / "a", **kwargs)
+    tfmia.distill(teacher, digits_logits_mlp, x, run_dir=tmp_path / "b", **kwargs)
     # Simulate a crash during epoch 2: only epoch 1 counts as finished; epoch 2's rows were written.
     state = json.loads((tmp_path / "b" / "checkpoint.json").read_text())
     (tmp_path / "b" / "checkpoint.json").write_text(json.dumps({"epochs_done": 1, "losses": state["losses"][:1]}))
     for e in (2, 3):
         (tmp_path / "b" / f"snapshot_{e:04d}.weights.h5").unlink()
     (tmp_path / "b" / "trajectory" / "epoch_00003.npz").unlink()
-    resumed = tfmia.distill(teacher, tiny_logit_model_fn, x, run_dir=tmp_path / "b", **kwargs)
+    resumed = tfmia.distill(teacher, digits_logits_mlp, x, run_dir=tmp_path / "b", **kwargs)
     assert resumed.resumed_epochs == 1
     for a, b in zip(resumed.student.get_weights(), reference.student.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(resumed.losses, reference.losses, rtol=1e-6)
     np.testing.assert_allclose(resumed.trajectory, reference.trajectory, rtol=1e-5, atol=1e-6)
     # A finished run directory is loaded, not retrained.
-    again = tfmia.distill(teacher, tiny_logit_model_fn, x, run_dir=tmp_path / "b", **kwargs)
+    again = tfmia.distill(teacher, digits_logits_mlp, x, run_dir=tmp_path / "b", **kwargs)
     assert again.resumed_epochs == 3
     with pytest.raises(ValueError, match="different configuration"):
-        tfmia.distill(teacher, tiny_logit_model_fn, x, run_dir=tmp_path / "b", **{**kwargs, "epochs": 4})
+        tfmia.distill(teacher, digits_logits_mlp, x, run_dir=tmp_path / "b", **{**kwargs, "epochs": 4})
 
 
 def test_bad_input(setup):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from seqmia_helpers import digits_parts, softmax, tiny_logit_model_fn
+from _models import digits_logits_mlp
+from seqmia_helpers import digits_parts, softmax
 from tfmia.attacks import LiRA
 from tfmia.attacks.lira import offline_scores, online_scores, pooled_std
 from tfmia.training import FitConfig, build_model, fit_model, load_weights
@@ -63,13 +64,13 @@ def test_too_few_reference_models_is_a_clear_error():
 def fitted(tmp_path_factory):
     parts = digits_parts(30, seed=2)
     fit = FitConfig(epochs=10, batch_size=16)
-    target = build_model(tiny_logit_model_fn, seed=40)
+    target = build_model(digits_logits_mlp, seed=40)
     fit_model(target, *parts["target_train"], fit)
     pool = (np.concatenate([parts["target_train"][0], parts["target_test"][0]]),
             np.concatenate([parts["target_train"][1], parts["target_test"][1]]))
     run_dir = tmp_path_factory.mktemp("lira")
     with cf.ThreadPoolExecutor(max_workers=1) as executor:
-        lira = LiRA(tiny_logit_model_fn, fit=fit, n_models=4, executor=executor, run_dir=run_dir, progress=False)
+        lira = LiRA(digits_logits_mlp, fit=fit, n_models=4, executor=executor, run_dir=run_dir, progress=False)
         lira.fit(*pool)
     return {"lira": lira, "target": target, "parts": parts, "pool": pool, "run_dir": run_dir, "fit": fit}
 
@@ -79,7 +80,7 @@ def test_reference_models_and_their_statistic(fitted):
     assert lira.stats.shape == (4, 60) and lira.keep.shape == (4, 60)
     assert np.all(lira.keep.sum(axis=0) == 2)  # every record in exactly half of the models
     # The statistic of model 0, recomputed from its saved weights: log p_y - log(1 - p_y).
-    model = load_weights(build_model(tiny_logit_model_fn), fitted["run_dir"] / "shadow_0000.weights.h5")
+    model = load_weights(build_model(digits_logits_mlp), fitted["run_dir"] / "shadow_0000.weights.h5")
     p = softmax(model.predict(x, verbose=0))[np.arange(60), y]
     np.testing.assert_allclose(lira.stats[0], np.log(p) - np.log1p(-p), rtol=1e-4, atol=1e-4)
 
@@ -92,7 +93,7 @@ def test_score_and_evaluate(fitted):
     assert result.threshold == pytest.approx(np.log(0.95))
     whole_pool = lira.score((target, *fitted["pool"]))  # default: the records are the pool, in order
     np.testing.assert_array_equal(whole_pool, result.scores)
-    online = LiRA(tiny_logit_model_fn, fit=fitted["fit"], n_models=4, online=True, global_variance=True,
+    online = LiRA(digits_logits_mlp, fit=fitted["fit"], n_models=4, online=True, global_variance=True,
                   run_dir=fitted["run_dir"], progress=False).fit(*fitted["pool"])  # resumes: same models
     np.testing.assert_array_equal(online.stats, lira.stats)
     assert online.evaluate(members, non_members, member_indices=np.arange(30),
@@ -103,13 +104,13 @@ def test_bad_input(fitted):
     lira, target, parts = fitted["lira"], fitted["target"], fitted["parts"]
     fit = fitted["fit"]
     with pytest.raises(ValueError, match="n_models must be even"):
-        LiRA(tiny_logit_model_fn, fit=fit, n_models=3)
+        LiRA(digits_logits_mlp, fit=fit, n_models=3)
     with pytest.raises(ValueError, match="n_models must be >= 2"):
-        LiRA(tiny_logit_model_fn, fit=fit, n_models=0)
+        LiRA(digits_logits_mlp, fit=fit, n_models=0)
     with pytest.raises(ValueError, match="alpha must be in"):
-        LiRA(tiny_logit_model_fn, fit=fit, alpha=1.5)
+        LiRA(digits_logits_mlp, fit=fit, alpha=1.5)
     with pytest.raises(ValueError, match="must be fitted"):
-        LiRA(tiny_logit_model_fn, fit=fit).score((target, *parts["target_train"]))
+        LiRA(digits_logits_mlp, fit=fit).score((target, *parts["target_train"]))
     with pytest.raises(ValueError, match="give the records' pool indices"):
         lira.score((target, *parts["target_train"]))
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 60\)"):

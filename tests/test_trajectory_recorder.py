@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from seqmia_helpers import digits_parts, numpy_rows, softmax, tiny_logit_model_fn, tiny_model_fn
+from _models import digits_logits_mlp
+from seqmia_helpers import digits_parts, numpy_rows, softmax, tiny_model_fn
 from tfmia.callbacks import TrajectoryRecorder, read_trajectory
 from tfmia.training import build_model, load_weights
 
@@ -29,7 +30,7 @@ class PredictAtEpochEnd(keras.callbacks.Callback):
         self.outputs.append(np.asarray(self.model(self.x, training=False)))
 
 
-@pytest.mark.parametrize("model_fn, logits", [(tiny_model_fn, False), (tiny_logit_model_fn, True)])
+@pytest.mark.parametrize("model_fn, logits", [(tiny_model_fn, False), (digits_logits_mlp, True)])
 def test_rows_match_predict_and_numpy_formulas(data, model_fn, logits):
     x, y, xr, yr = data
     model = build_model(model_fn, seed=1)

@@ -87,9 +87,7 @@ def check_records(model, x, y, name: str = "x") -> tuple[np.ndarray, np.ndarray]
 def signal_rows(outputs, labels, *, from_logits: bool, metrics=SEQUENCE_METRICS) -> np.ndarray:
     """``(N, M)`` float64 rows ``[metric_1, ..., metric_M]`` of one model's outputs on N records."""
     metrics = check_metrics(metrics)
-    outputs = as_float_array(outputs, "outputs", ndim=2)
-    labels = as_labels(labels, "labels", n=outputs.shape[0], num_classes=outputs.shape[1])
-    computed = _signals.compute(outputs, labels, from_logits)
+    computed = _signals.compute(outputs, labels, from_logits)  # validates both, naming them
     return np.stack([np.asarray(computed[m], dtype=np.float64) for m in metrics], axis=1)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from .._validate import check_positive_int
 from ..distillation import Distillation, distill
 from ..runs import RunDirectory, fingerprint_arrays
-from ..shadow_training import train_shadow_models
+from ..shadow_training import ShadowModels, train_shadow_models
 from ..training import FitConfig, build_model, load_weights
 from .sequences import SEQUENCE_METRICS, assemble_sequences, check_records, model_signal_rows, signal_rows
 
@@ -119,6 +119,19 @@ class DistilledSequences:
             **self.config(), "x_distill": fingerprint_arrays(self._x_distill)})
 
     # -- the attacker's side ----------------------------------------------------
+    def shadow_models(self, x_shadow, y_shadow) -> ShadowModels:
+        """The single shadow model (trained once, then loaded from the run directory).
+
+        Other shadow-based attacks (metric thresholds, Salem et al.'s
+        single-shadow attack) can calibrate on the same model, e.g. through
+        ``shadow_models(...).pooled_attack_inputs()``.
+        """
+        train_size = self.shadow_train_size or np.asarray(x_shadow).shape[0] // 2
+        return train_shadow_models(self.model_fn, x_shadow, y_shadow, n_shadows=1, fit=self.fit_config,
+                                   train_size=train_size, scheme="disjoint", seed=self.seed,
+                                   run_dir=self.root / "shadow", executor=self.executor, progress=self.progress,
+                                   predict_batch_size=self.predict_batch_size)
+
     def shadow(self, x_shadow, y_shadow, x_distill) -> ShadowSequences:
         """Train the shadow model, distil it and return its records' sequences (in = 1, out = 0)."""
         x_shadow = np.asarray(x_shadow)
@@ -134,11 +147,7 @@ class DistilledSequences:
         if run.has(name):
             saved = run.load_arrays(name)
             return ShadowSequences(saved["sequences"], saved["is_member"], saved["labels"])
-        train_size = self.shadow_train_size or x_shadow.shape[0] // 2
-        shadows = train_shadow_models(self.model_fn, x_shadow, y_shadow, n_shadows=1, fit=self.fit_config,
-                                      train_size=train_size, scheme="disjoint", seed=self.seed,
-                                      run_dir=self.root / "shadow", executor=self.executor,
-                                      progress=self.progress, predict_batch_size=self.predict_batch_size)
+        shadows = self.shadow_models(x_shadow, y_shadow)
         shadow = shadows.models[0]
         teacher = load_weights(build_model(self.model_fn), shadow.weights_path)
         distillation = self._distill(teacher, "distill_shadow", self.seed + 1)
