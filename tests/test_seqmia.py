@@ -86,8 +86,11 @@ def test_attack_model_shapes(architecture, output):
     model = build_attack_model(architecture, 51, 5, output=output, seed=0)
     assert tuple(model.inputs[0].shape) == (None, 51, 5)
     assert tuple(model.outputs[0].shape) == (None, 2 if output == "softmax" else 1)
-    p = member_probability(model, np.random.default_rng(0).normal(size=(7, 51, 5)))
+    x = np.random.default_rng(0).normal(size=(7, 51, 5))
+    p = member_probability(model, x)
     assert p.shape == (7,) and np.all((p >= 0) & (p <= 1))
+    activation = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    np.testing.assert_allclose(p, activation[:, -1], rtol=1e-5, atol=1e-6)  # the head's P(member)
 
 
 def test_attention_lstm_is_the_papers():
@@ -111,7 +114,7 @@ def test_attention_lstm_is_the_papers():
 
 def test_weight_decay_on_kernels_only():
     model = build_attack_model("lstm", 11, 5, weight_decay=1e-4, seed=0)
-    lstm, head = model.get_layer("lstm"), model.get_layer("membership")
+    lstm, head = model.get_layer("lstm"), model.get_layer("membership_logits")
     for reg in (lstm.cell.kernel_regularizer, lstm.cell.recurrent_regularizer, head.kernel_regularizer):
         assert reg.l2 == pytest.approx(5e-5)  # wd / 2 * ||w||^2 has gradient wd * w
     assert lstm.cell.bias_regularizer is None and head.bias_regularizer is None

@@ -16,7 +16,8 @@ Architectures (``build_attack_model``), input ``(N, T, M)``: T steps of M metric
                        (step, metric) is a separate input; no sequence structure.
 
 The head is a 2-way softmax (``output="softmax"``, the references) or one
-sigmoid unit; either way :func:`member_probability` returns P(member).
+sigmoid unit (layer ``membership``, on the logits of layer
+``membership_logits``); either way :func:`member_probability` returns P(member).
 
 Training (:class:`AttackTraining`): weight decay is the coupled L2 penalty of
 PyTorch's ``weight_decay`` (gradient ``+ wd * w``), i.e. ``wd / 2 * ||w||^2``
@@ -29,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import special
 
 from ._validate import as_float_array, as_membership, check_positive_int
 from .training import seed_everything
@@ -173,8 +175,9 @@ def build_attack_model(architecture: str, steps: int, n_metrics: int, *, hidden:
         features = _transformer(inputs, hidden, heads, reg)
     else:
         features = _mlp(inputs, mlp_layers, reg)
-    units, activation = (2, "softmax") if output == "softmax" else (1, "sigmoid")
-    outputs = keras.layers.Dense(units, activation=activation, kernel_regularizer=reg, name="membership")(features)
+    units = 2 if output == "softmax" else 1
+    logits = keras.layers.Dense(units, kernel_regularizer=reg, name="membership_logits")(features)
+    outputs = keras.layers.Activation(output, name="membership")(logits)
     return keras.Model(inputs, outputs, name=f"attack_{architecture}")
 
 
@@ -213,7 +216,17 @@ def train_attack_model(model, features, is_member, training: AttackTraining, *, 
 
 
 def member_probability(model, features, *, batch_size: int = 1024) -> np.ndarray:
-    """P(member) per record (float64), from the 2-way softmax or the sigmoid head."""
+    """P(member) per record, from the head's logits in float64.
+
+    ``expit(z_member - z_non_member)`` for the 2-way softmax, ``expit(z)`` for
+    the sigmoid: the same values as the float32 activation, except that
+    confident records do not all round to exactly 1.0 (which would tie
+    members with non-members at the top of the ranking, where TPR at low FPR
+    is measured) until the log-odds exceed ~37.
+    """
+    import keras
+
     features = _check_features(features, model)
-    out = np.asarray(model.predict(features, batch_size=batch_size, verbose=0), dtype=np.float64)
-    return out[:, 1] if out.shape[1] == 2 else out[:, 0]
+    head = keras.Model(model.inputs[0], model.get_layer("membership_logits").output)
+    logits = np.asarray(head.predict(features, batch_size=batch_size, verbose=0), dtype=np.float64)
+    return special.expit(logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0])

@@ -76,6 +76,8 @@ class SeqMIA(SequenceAttack):
         parts = [f"SeqMIA ({self.architecture}"]
         if self.metrics != SEQUENCE_METRICS:
             parts.append(", " + "+".join(self.metrics))
+        if not self.standardize:
+            parts.append(", raw metrics")
         if self.shuffled:
             parts.append(", shuffled")
         return "".join(parts) + ")"
