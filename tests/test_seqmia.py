@@ -122,7 +122,8 @@ def test_weight_decay_on_kernels_only():
 
 def test_learning_rate_schedule():
     training = AttackTraining()
-    assert (training.learning_rate, training.weight_decay, training.epochs, training.batch_size) == (0.01, 1e-4, 150, 100)
+    recipe = (training.optimizer, training.learning_rate, training.weight_decay, training.epochs, training.batch_size)
+    assert recipe == ("adam", 0.01, 1e-4, 150, 100)
     assert learning_rate_at(0, training) == 0.01 and learning_rate_at(9, training) == 0.01
     assert learning_rate_at(10, training) == pytest.approx(0.009)
     assert learning_rate_at(149, training) == pytest.approx(0.01 * 0.9**14)
@@ -159,7 +160,7 @@ def test_fit_score_evaluate(world):
     assert result.name == "SeqMIA (lstm)" and result.decision_source == "threshold"
     assert len(result) == 120 and 0 <= result.auc <= 1
     np.testing.assert_array_equal(result.scores[:60], scores)
-    assert result.metadata["distill_epochs"] == 2 and result.metadata["standardize"] is True
+    assert result.metadata["distill_epochs"] == 2 and result.metadata["standardize"] is False
 
 
 def test_rerun_resumes_from_the_run_directory(world):

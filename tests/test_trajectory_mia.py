@@ -39,7 +39,8 @@ def test_recipe_and_architecture():
 def test_fit_evaluate_and_share_distillations_with_seqmia(world):
     target, parts = world["target"], world["parts"]
     kwargs = dict(fit=FIT, distill_epochs=2, run_dir=world["run_dir"], progress=False)
-    seqmia = SeqMIA(tiny_model_fn, training=AttackTraining(epochs=1), **kwargs).fit(*world["shadow"], world["x_distill"])
+    seqmia = SeqMIA(tiny_model_fn, training=AttackTraining(epochs=1), **kwargs)
+    seqmia.fit(*world["shadow"], world["x_distill"])
     seqmia.evaluate((target, *parts["target_train"]), (target, *parts["target_test"]))
     distilled = sorted(p.name for p in world["run_dir"].glob("distill_*"))
     attack = TrajectoryMIA(tiny_model_fn, training=QUICK, **kwargs).fit(*world["shadow"], world["x_distill"])

@@ -41,7 +41,8 @@ class SequenceAttack(Attack):
     """Base of the sequence attacks; subclasses set the architecture and defaults (see module docstring)."""
 
     def __init__(self, model_fn, *, fit: FitConfig, distill_epochs: int, metrics, architecture: str,
-                 hidden: int | None, mlp_layers: tuple[int, ...] | None, output: str, training: AttackTraining, standardize: bool, shuffled: bool,
+                 hidden: int | None, mlp_layers: tuple[int, ...] | None, output: str, training: AttackTraining,
+                 standardize: bool, shuffled: bool,
                  distill_batch_size: int | None, shadow_train_size: int | None, run_dir, executor, seed: int,
                  progress: bool):
         if not isinstance(training, AttackTraining):

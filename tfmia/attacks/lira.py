@@ -55,7 +55,9 @@ def _check_matrices(stats, keep):
     stats = as_float_array(stats, "stats", ndim=2).astype(np.float64, copy=False)
     keep = np.asarray(keep)
     if keep.dtype != np.bool_ or keep.shape != stats.shape:
-        raise ValueError(f"keep must be a boolean array of the shape of stats {stats.shape}, got {keep.dtype} {keep.shape}")
+        raise ValueError(
+            f"keep must be a boolean array of the shape of stats {stats.shape}, got {keep.dtype} {keep.shape}"
+        )
     return stats, keep
 
 
@@ -78,7 +80,7 @@ def gaussian_fit(stats, mask, *, min_count: int = 2) -> tuple[np.ndarray, np.nda
 
 
 def pooled_std(stats, groups) -> float:
-    """One standard deviation for all records: deviations from each record's own mean, within each mask of ``groups``."""
+    """One standard deviation for all records, from deviations from each record's own mean within each mask."""
     total, count = 0.0, 0
     for mask in groups:
         stats_, mask = _check_matrices(stats, mask)

@@ -165,7 +165,9 @@ class TrajectoryRecorder(keras.callbacks.Callback):
         if self._run is not None:
             return read_trajectory(self._run.root)
         epochs = self.epochs
-        rows = np.stack([self._rows[e] for e in epochs]) if epochs.size else np.zeros((0, self.x.shape[0], len(self.metrics)))
+        if not epochs.size:
+            return Trajectory(epochs, np.zeros((0, self.x.shape[0], len(self.metrics))), self.metrics)
+        rows = np.stack([self._rows[e] for e in epochs])
         return Trajectory(epochs, rows, self.metrics)
 
     def weights(self, epoch: int):

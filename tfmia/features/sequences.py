@@ -173,5 +173,7 @@ class SequenceScaler:
     def transform(self, sequences) -> np.ndarray:
         sequences = as_float_array(sequences, "sequences", ndim=3)
         if sequences.shape[2] != self.mean.shape[0]:
-            raise ValueError(f"sequences has {sequences.shape[2]} metrics, the scaler was fitted on {self.mean.shape[0]}")
+            raise ValueError(
+                f"sequences has {sequences.shape[2]} metrics, the scaler was fitted on {self.mean.shape[0]}"
+            )
         return ((sequences - self.mean) / self.std).astype(np.float32)

@@ -82,7 +82,8 @@ class DistilledSequences:
         self.fit_config = fit
         self.distill_epochs = check_positive_int(distill_epochs, "distill_epochs")
         self.distill_batch_size = check_positive_int(distill_batch_size or fit.batch_size, "distill_batch_size")
-        self.shadow_train_size = None if shadow_train_size is None else check_positive_int(shadow_train_size, "shadow_train_size")
+        self.shadow_train_size = (None if shadow_train_size is None
+                                  else check_positive_int(shadow_train_size, "shadow_train_size"))
         self.seed = int(seed)
         self.executor = executor
         self.progress = bool(progress)
