@@ -10,11 +10,14 @@ For process pools and Dask it must be picklable (a module-level function or a
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from ._validate import check_positive_int
 
-__all__ = ["FitConfig", "build_model", "fit_model", "seed_everything"]
+__all__ = ["FitConfig", "build_model", "fit_model", "seed_everything", "save_weights_atomically", "load_weights"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +79,41 @@ def fit_model(model, x, y, config: FitConfig, *, callbacks=None, verbose: int = 
         callbacks=list(callbacks or []),
         **config.fit_kwargs,
     )
+
+
+def save_weights_atomically(model, path) -> Path:
+    """``model.save_weights(path)`` through a temporary file in the same folder, fsync'ed and renamed.
+
+    A crash leaves either the previous file or the new one, never a torn one.
+    ``path`` must end in ``.weights.h5`` (Keras 3's rule).
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"path must end in .weights.h5, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_weights(model, path):
+    """``model.load_weights(path)``, restoring the optimiser state too when the file holds it.
+
+    Keras 3 saves a compiled model's optimiser variables with its weights but
+    restores them only into a built optimiser; building it first makes a
+    resumed training continue with the same moments and step count.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    return model

@@ -1,8 +1,12 @@
 """Membership-inference attacks.  Each exposes ``fit``, ``score`` and ``evaluate``."""
 
 from .base import Attack, as_attack_inputs
+from .lira import LiRA
 from .metric import METRICS, MetricAttack
 from .risk_score import PrivacyRiskScore
+from .seqmia import SeqMIA
 from .shadow import ShadowModelAttack
+from .trajectory import TrajectoryMIA
 
-__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "ShadowModelAttack"]
+__all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "ShadowModelAttack",
+           "SeqMIA", "TrajectoryMIA", "LiRA"]

@@ -77,7 +77,12 @@ class Attack(abc.ABC):
         """Score known members and non-members and measure the attack (AttackResult)."""
         members = as_attack_inputs(members, "members")
         non_members = as_attack_inputs(non_members, "non_members")
-        scores = np.concatenate([self.score(members), self.score(non_members)])
+        return self._result(members, non_members, self.score(members), self.score(non_members), name)
+
+    def _result(self, members: AttackInputs, non_members: AttackInputs, member_scores, non_member_scores,
+                name: str | None) -> AttackResult:
+        """AttackResult of scores on members and non-members, with the target's view of both (labels, losses)."""
+        scores = np.concatenate([member_scores, non_member_scores])
         is_member = np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
         labels = np.concatenate([members.labels, non_members.labels])
         predicted = np.concatenate([members.predicted_labels, non_members.predicted_labels])
