@@ -200,7 +200,7 @@ def test_bad_models():
 
 @pytest.mark.filterwarnings("ignore::tfmia.metrics.LowFPRWarning")
 def test_shadow_attack_with_a_defended_model_fn_is_adaptive():
-    from tfmia.attacks import ShadowModelAttack
+    from tfmia.attacks import LiRA, SeqMIA, ShadowModelAttack
     from tfmia.data import AttackInputs
     from tfmia.training import FitConfig, fit_model
 
@@ -215,3 +215,7 @@ def test_shadow_attack_with_a_defended_model_fn_is_adaptive():
     adaptive = ShadowModelAttack(defended(digits_mlp, defense), **settings).fit(x[400:1000], y[400:1000])
     assert adaptive.evaluate(members, non_members).adaptive is True
     assert ShadowModelAttack(digits_mlp, **settings).adaptive is None
+    recipe = FitConfig(epochs=1)
+    assert LiRA(defended(digits_mlp, defense), fit=recipe, n_models=2).adaptive is True
+    assert LiRA(digits_mlp, fit=recipe, n_models=2).adaptive is None
+    assert SeqMIA(defended(digits_mlp, defense), fit=recipe, distill_epochs=2).adaptive is True

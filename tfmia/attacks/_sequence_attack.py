@@ -21,6 +21,7 @@ import numpy as np
 
 from ..attack_models import AttackTraining, build_attack_model, member_probability, train_attack_model
 from ..data import AttackInputs
+from ..defenses.adaptive import is_defended
 from ..evaluation import AttackResult
 from ..features.sequences import SequenceScaler, check_metrics, select_metrics, shuffle_steps
 from ..features.trajectories import DistilledSequences
@@ -57,6 +58,7 @@ class SequenceAttack(Attack):
         self.shuffled = bool(shuffled)
         self.seed = int(seed)
         self.progress = bool(progress)
+        self.adaptive = True if is_defended(model_fn) else None
         self.features = DistilledSequences(model_fn, fit=fit, distill_epochs=distill_epochs,
                                            distill_batch_size=distill_batch_size, shadow_train_size=shadow_train_size,
                                            seed=seed, run_dir=run_dir, executor=executor, progress=progress)

@@ -41,6 +41,7 @@ from scipy import stats as _stats
 
 from .._validate import as_float_array, check_fraction, check_positive_int
 from ..data import AttackInputs
+from ..defenses.adaptive import is_defended
 from ..evaluation import AttackResult
 from ..shadow_training import train_shadow_models
 from ..training import FitConfig
@@ -143,6 +144,7 @@ class LiRA(Attack):
                  global_variance: bool = False, alpha: float = 0.05, executor=None, run_dir=None, seed: int = 0,
                  progress: bool = True):
         self.model_fn = model_fn
+        self.adaptive = True if is_defended(model_fn) else None
         if not isinstance(fit, FitConfig):
             raise ValueError(f"fit must be a FitConfig, got {type(fit).__name__}")
         self.fit_config = fit
