@@ -98,7 +98,8 @@ def test_matching_a_defended_model_reports_both():
     match = baseline.match(baseline.accuracy(weaker))
     reports = {}
     for label, model in (("defended", weaker), (f"early stop (epoch {match.epoch})", baseline.model(match.epoch))):
-        members, non_members = AttackInputs.from_model(model, x[:300], y[:300]), AttackInputs.from_model(model, x[1000:1300], y[1000:1300])
+        members = AttackInputs.from_model(model, x[:300], y[:300])
+        non_members = AttackInputs.from_model(model, x[1000:1300], y[1000:1300])
         attack = MetricAttack("loss", class_dependent=False)
         reports[label] = AuditReport([attack.evaluate(members, non_members)],
                                      ModelFacts.from_inputs(members, non_members))

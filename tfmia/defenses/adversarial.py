@@ -70,7 +70,8 @@ class AdversarialRegularization(TrainingDefense):
             "inference_hidden": list(self.inference_hidden),
             "inference_learning_rate": self.inference_learning_rate,
             "seed": self.seed,
-            "reference": f"{len(self.y_reference)} records, sha256 {fingerprint_arrays(self.x_reference, self.y_reference)[:12]}",
+            "reference": f"{len(self.y_reference)} records, "
+                         f"sha256 {fingerprint_arrays(self.x_reference, self.y_reference)[:12]}",
         }
 
     def apply(self, model):
@@ -86,12 +87,13 @@ class _Adversary:
     """
 
     def __init__(self, defense: AdversarialRegularization, num_classes: int):
+        def init(i):
+            return keras.initializers.GlorotUniform(seed=defense.seed + i)
+
         layers = [keras.Input((2 * num_classes,))]
-        for i, units in enumerate(defense.inference_hidden):
-            layers.append(keras.layers.Dense(units, activation="relu",
-                                             kernel_initializer=keras.initializers.GlorotUniform(seed=defense.seed + i)))
-        layers.append(keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(
-            seed=defense.seed + len(defense.inference_hidden))))
+        layers += [keras.layers.Dense(units, activation="relu", kernel_initializer=init(i))
+                   for i, units in enumerate(defense.inference_hidden)]
+        layers.append(keras.layers.Dense(1, kernel_initializer=init(len(defense.inference_hidden))))
         self.model = keras.Sequential(layers, name="inference_model")
         self.optimizer = keras.optimizers.Adam(defense.inference_learning_rate)
         self.optimizer.build(self.model.trainable_variables)
@@ -146,7 +148,7 @@ class AdversarialRegularizationModel(DefenceModel):
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
-            gain = tf.reduce_mean(tf.math.log_sigmoid(self.inference_model(self._attack_features(y_pred, labels))))
-            total = loss + self.defense.penalty * gain
+            log_h = tf.math.log_sigmoid(self.inference_model(self._attack_features(y_pred, labels)))
+            total = loss + self.defense.penalty * tf.reduce_mean(log_h)
         self.optimizer.apply(tape.gradient(total, self.trainable_variables), self.trainable_variables)
         return self.finish_step(total, x, y, y_pred, sample_weight)

@@ -48,8 +48,8 @@ def mmd2(x, y, bandwidths=(1.0,)):
     y = tf.cast(tf.convert_to_tensor(y), x.dtype)
 
     def kernel_mean(a, b):
-        sq = tf.reduce_sum(a * a, 1)[:, None] + tf.reduce_sum(b * b, 1)[None, :] - 2.0 * tf.matmul(a, b, transpose_b=True)
-        sq = tf.maximum(sq, 0.0)
+        sq = tf.reduce_sum(a * a, 1)[:, None] + tf.reduce_sum(b * b, 1)[None, :]
+        sq = tf.maximum(sq - 2.0 * tf.matmul(a, b, transpose_b=True), 0.0)  # ||a_i - b_j||^2, rounding-safe
         return tf.add_n([tf.reduce_mean(tf.exp(-sq / (2.0 * s * s))) for s in bandwidths])
 
     return kernel_mean(x, x) + kernel_mean(y, y) - 2.0 * kernel_mean(x, y)
