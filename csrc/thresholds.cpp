@@ -95,19 +95,18 @@ struct Grouped {
     }
 
     // Sorts class c's keys and closes the segment with the ascending walk's sentinel.
-    const K* sorted(std::int64_t c, std::vector<K>& scratch) {
+    void sort(std::int64_t c, std::vector<K>& scratch) {
         K* first = keys.get() + start[c];
         scratch.resize(size[c]);
         sorting::radix_sort(first, scratch.data(), size[c]);
         first[size[c]] = sorting::sentinel<K, +1>;
-        return first;
     }
+
+    const K* segment(std::int64_t c) const { return keys.get() + start[c]; }
 };
 
-// Per-thread buffers: sort scratch and the two ratio tables of a sweep.
-template <class K>
-struct Scratch {
-    std::vector<K> sort;
+// The two ratio tables of a sweep (per-thread buffers).
+struct RatioTables {
     std::vector<double> member, nonmember;
 };
 
@@ -118,7 +117,7 @@ struct Scratch {
 // np.sum(tr >= t) / (len(tr) + 0.0) and np.sum(te < t) / (len(te) + 0.0) for
 // every count (counting in double is exact below 2**53).
 template <class K, class Runs>
-double sweep(Runs runs, std::int64_t n_in, std::int64_t n_out, std::vector<K>& winners, Scratch<K>& t) {
+double sweep(Runs runs, std::int64_t n_in, std::int64_t n_out, std::vector<K>& winners, RatioTables& t) {
     t.member.resize(n_in + 1);
     t.nonmember.resize(n_out + 1);
     const double d_in = static_cast<double>(n_in), d_out = static_cast<double>(n_out);
@@ -154,13 +153,17 @@ ClassBest<key_t<T>> best_per_class_cpu(const Sides<T>& s) {
         else
             out.emplace(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
     });
-    ClassBest<K> best(s.num_classes);
-    parallel_for_each<Scratch<K>>(s.num_classes, parallel, [&](std::int64_t c, Scratch<K>& scratch) {
+    const std::int64_t C = s.num_classes;
+    parallel_for_each<std::vector<K>>(2 * C, parallel, [&](std::int64_t task, std::vector<K>& scratch) {
+        Grouped<K>& side = task % 2 == 0 ? *in : *out;
+        if (in->size[task / 2] > 0 && out->size[task / 2] > 0) side.sort(task / 2, scratch);
+    });
+    ClassBest<K> best(C);
+    parallel_for_each<RatioTables>(C, parallel, [&](std::int64_t c, RatioTables& tables) {
         const std::int64_t ni = in->size[c], no = out->size[c];
         if (ni == 0 || no == 0) return;
-        const K* a = in->sorted(c, scratch.sort);
-        const K* b = out->sorted(c, scratch.sort);
-        best.accuracy[c] = sweep(sorting::SentinelRuns<K, +1>(a, b), ni, no, best.winners[c], scratch);
+        const sorting::SentinelRuns<K, +1> runs(in->segment(c), out->segment(c));
+        best.accuracy[c] = sweep(runs, ni, no, best.winners[c], tables);
     });
     return best;
 }
@@ -177,7 +180,7 @@ ClassBest<key_t<T>> best_per_class_cuda(const Sides<T>& s) {
     std::transform(s.out, s.out + s.n_out, out.begin(), to_key<T>);
     const auto runs = cuda::labelled_runs(in.data(), s.in_labels, in.size(), out.data(), s.out_labels, out.size());
     ClassBest<K> best(s.num_classes);
-    Scratch<K> scratch;
+    RatioTables tables;
     std::size_t begin = 0;
     while (begin < runs.label.size()) {
         const std::int64_t c = runs.label[begin];
@@ -190,7 +193,7 @@ ClassBest<key_t<T>> best_per_class_cuda(const Sides<T>& s) {
         if (ni > 0 && no > 0) {
             sorting::ArrayRuns<K> class_runs(runs.key.data() + begin, runs.n_a.data() + begin,
                                              runs.n_b.data() + begin, end - begin);
-            best.accuracy[c] = sweep(class_runs, ni, no, best.winners[c], scratch);
+            best.accuracy[c] = sweep(class_runs, ni, no, best.winners[c], tables);
         }
         begin = end;
     }

@@ -68,6 +68,22 @@ def test_best_threshold_equals_reference(case, dtype):
         assert same_float(got, thre_setting(tr, te)), (case, n_in, n_out)
 
 
+def test_tied_maximisers_resolve_to_first_in_concatenation_order():
+    # Equal class sizes make exact ties of the balanced accuracy common; the
+    # answer is then the first tied value met, not the smallest or largest.
+    rng = np.random.default_rng(12)
+    exercised = 0
+    for _ in range(200):
+        tr, te = rng.integers(0, 8, 6).astype(float), rng.integers(0, 8, 6).astype(float)
+        values = np.concatenate((tr, te))
+        acc = np.array([balanced_accuracy(tr, te, t) for t in values])
+        tied = np.unique(values[acc == acc.max()])
+        expected = thre_setting(tr, te)
+        exercised += len(tied) > 1 and expected not in (tied[0], tied[-1])
+        assert best_threshold(tr, te) == expected
+    assert exercised >= 5
+
+
 def test_best_threshold_large_tie_heavy_input():
     # > 2**14 values per side: the LSD radix path of the core.
     rng = np.random.default_rng(3)
