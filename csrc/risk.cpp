@@ -54,17 +54,9 @@ Side<T> side_of(const py::array& values, const py::array& labels, const char* va
     return {static_cast<const T*>(values.data()), lab, n, values_name, labels_name};
 }
 
-// Checks one side (finite values, labels in range); returns the class sizes.
 template <class T>
 std::vector<std::int64_t> class_sizes(const Side<T>& s, std::int64_t num_classes) {
-    std::vector<std::int64_t> size(num_classes, 0);
-    for (std::int64_t i = 0; i < s.n; ++i) {
-        if (!std::isfinite(s.values[i])) fail_nonfinite(s.values_name);
-        const std::int64_t c = s.labels[i];
-        if (c < 0 || c >= num_classes) fail_label(s.labels_name, c, num_classes);
-        ++size[c];
-    }
-    return size;
+    return tfmia::class_sizes(s.values, s.labels, s.n, num_classes, s.values_name, s.labels_name);
 }
 
 // ---- risk_ranges -------------------------------------------------------

@@ -207,6 +207,7 @@ double area(const Curve& curve) {
     const double n_neg = static_cast<double>(curve.scores.n_neg);
     const double n_pos = static_cast<double>(curve.scores.n_pos);
     std::vector<double> terms;
+    terms.reserve(curve.scores.n_pos + curve.scores.n_neg + 1);
     double x_last = 0.0, y_last = 0.0;
     auto keep = [&](const Point<K>& p) {
         const double x = static_cast<double>(p.fps) / n_neg;
@@ -267,7 +268,11 @@ auto with_curve(const py::array& scores, const py::array& is_member, bool use_cu
 template <class Out>
 py::tuple curve_arrays(const py::array& scores, const py::array& is_member, bool use_cuda) {
     return with_curve(scores, is_member, use_cuda, [](const auto& curve) {
-        const py::ssize_t size = curve.size() + 1;
+        py::ssize_t size;
+        {
+            py::gil_scoped_release release;
+            size = curve.size() + 1;
+        }
         py::array_t<Out> x(size), y(size);
         py::array_t<double> thresholds(size);
         Out* px = x.mutable_data();

@@ -61,20 +61,6 @@ struct ClassBest {
     explicit ClassBest(std::int64_t num_classes) : accuracy(num_classes, kNaN), winners(num_classes) {}
 };
 
-// Checks values (finite) and labels (in range); returns the class sizes.
-template <class T>
-std::vector<std::int64_t> class_sizes(const T* values, const std::int64_t* labels, std::int64_t n,
-                                      std::int64_t num_classes, const char* values_name, const char* labels_name) {
-    std::vector<std::int64_t> size(num_classes, 0);
-    for (std::int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(values[i])) fail_nonfinite(values_name);
-        const std::int64_t c = labels ? labels[i] : 0;
-        if (c < 0 || c >= num_classes) fail_label(labels_name, c, num_classes);
-        ++size[c];
-    }
-    return size;
-}
-
 // One side's keys grouped by class (a stable counting sort after the checks
 // of class_sizes); every class segment is followed by a free slot for the
 // walk's end sentinel.
