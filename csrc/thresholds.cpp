@@ -11,6 +11,7 @@
 // class the same runs on that class's records; a class without members or
 // without non-members takes the global (class-independent) threshold.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -91,9 +92,16 @@ struct Grouped {
     const K* segment(std::int64_t c) const { return keys.get() + start[c]; }
 };
 
-// The two ratio tables of a sweep (per-thread buffers).
+// The two ratio tables of a sweep.
 struct RatioTables {
     std::vector<double> member, nonmember;
+};
+
+// Per-thread buffers.
+template <class K>
+struct Scratch {
+    std::vector<K> sort;
+    RatioTables tables;
 };
 
 // Sweeps the distinct values (ascending runs: n_a members, n_b non-members
@@ -139,17 +147,18 @@ ClassBest<key_t<T>> best_per_class_cpu(const Sides<T>& s) {
         else
             out.emplace(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
     });
+    // One task per (class, side) sorts; whichever finishes a class's second
+    // side sweeps it, so the team never waits between sorting and sweeping.
     const std::int64_t C = s.num_classes;
-    parallel_for_each<std::vector<K>>(2 * C, parallel, [&](std::int64_t task, std::vector<K>& scratch) {
-        Grouped<K>& side = task % 2 == 0 ? *in : *out;
-        if (in->size[task / 2] > 0 && out->size[task / 2] > 0) side.sort(task / 2, scratch);
-    });
     ClassBest<K> best(C);
-    parallel_for_each<RatioTables>(C, parallel, [&](std::int64_t c, RatioTables& tables) {
-        const std::int64_t ni = in->size[c], no = out->size[c];
+    std::vector<std::atomic<int>> sorted_sides(C);
+    parallel_for_each<Scratch<K>>(2 * C, parallel, [&](std::int64_t task, Scratch<K>& scratch) {
+        const std::int64_t c = task / 2, ni = in->size[c], no = out->size[c];
         if (ni == 0 || no == 0) return;
+        (task % 2 == 0 ? *in : *out).sort(c, scratch.sort);
+        if (sorted_sides[c].fetch_add(1, std::memory_order_acq_rel) == 0) return;
         const sorting::SentinelRuns<K, +1> runs(in->segment(c), out->segment(c));
-        best.accuracy[c] = sweep(runs, ni, no, best.winners[c], tables);
+        best.accuracy[c] = sweep(runs, ni, no, best.winners[c], scratch.tables);
     });
     return best;
 }
