@@ -255,13 +255,15 @@ def arrays_of_any_dtype(max_size):
     floats = st.floats(allow_nan=True, allow_infinity=True, width=32) | st.sampled_from([0.0, 1e-10, 1e-11])
     return st.sampled_from(DTYPES).flatmap(
         lambda dt: hnp.arrays(
-            dt, st.integers(0, max_size), elements=floats if dt in (np.float32, np.float64, object) else None
+            dt,
+            hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=max_size),
+            elements=floats if dt in (np.float32, np.float64, object) else None,
         )
     )
 
 
 def acceptable(a):
-    if a.dtype == object or np.iscomplexobj(a) or a.size == 0:
+    if a.ndim != 1 or a.dtype == object or np.iscomplexobj(a) or a.size == 0:
         return False
     return bool(np.all(np.isfinite(a.astype(np.float64))))
 

@@ -240,7 +240,7 @@ def test_core_checks_arrays_itself():
     st.sampled_from([np.float32, np.float64, np.int64, np.bool_, np.complex128, object]).flatmap(
         lambda dt: hnp.arrays(
             dt,
-            st.integers(0, 12),
+            hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=12),
             elements=st.floats(allow_nan=True, allow_infinity=True, width=32) | st.sampled_from([0.0, -0.0])
             if dt in (np.float32, np.float64, object)
             else None,
@@ -251,7 +251,8 @@ def test_core_checks_arrays_itself():
 def test_roc_property(scores, random):
     is_member = np.array([random.random() < 0.5 for _ in range(scores.size)], dtype=bool)
     valid = (
-        scores.dtype != object
+        scores.ndim == 1
+        and scores.dtype != object
         and not np.iscomplexobj(scores)
         and scores.size > 0
         and bool(np.all(np.isfinite(scores.astype(np.float64))))

@@ -91,8 +91,11 @@ void counts(const T* values, const std::int64_t* labels, std::size_t n, const do
                                             block_offset[classes], thrust::raw_pointer_cast(d_table.data()));
         check(cudaGetLastError(), "risk histogram counting (pooled)");
     }
-    check(cudaDeviceSynchronize(), "risk histogram counting");
-    thrust::copy(d_table.begin(), d_table.end(), table);
+    // Counts are non-negative, so the unsigned counters are the int64 table bit for bit.
+    static_assert(sizeof(unsigned long long) == sizeof(std::int64_t));
+    check(cudaMemcpy(table, thrust::raw_pointer_cast(d_table.data()), table_size * sizeof(std::int64_t),
+                     cudaMemcpyDeviceToHost),
+          "risk histogram counting");
 }
 
 template <class T>
