@@ -220,6 +220,12 @@ def test_clopper_pearson_rejects(k, n, confidence, match):
         clopper_pearson(k, n, confidence)
 
 
+@pytest.mark.parametrize("device", ["gpu", "tpu", None])
+def test_rejects_unknown_device(device):
+    with pytest.raises(ValueError, match="device"):
+        auc([0.1, 0.2], [0, 1], device=device)
+
+
 def test_core_checks_arrays_itself():
     scores, is_member = np.arange(6.0), np.arange(6) % 2 == 0
     with pytest.raises(ValueError, match="scores must be C-contiguous"):
