@@ -103,8 +103,8 @@ def test_fit_and_scores_equal_reference(log_bins, bins):
 def test_classes_larger_than_numpys_histogram_block():
     # np.histogram accumulates blocks of 65536 values: class 0 spans three.
     rng = np.random.default_rng(1)
-    vin, lin, vout, lout = shadow(rng, 150_000, 70_000, 2)
-    lin[: 140_000] = 0
+    vin, lin, vout, lout = shadow(rng, 200_000, 70_000, 2)  # > 2**18 in all: the multi-threaded path
+    lin[:140_000] = 0
     h = ClassHistograms.fit(vin, lin, vout, lout, 2)
     assert_fit_equals(h, reference_fit(vin, lin, vout, lout, 2))
 

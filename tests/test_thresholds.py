@@ -84,12 +84,16 @@ def test_tied_maximisers_resolve_to_first_in_concatenation_order():
     assert exercised >= 5
 
 
-def test_best_threshold_large_tie_heavy_input():
-    # > 2**14 values per side: the LSD radix path of the core.
+def test_large_tie_heavy_inputs():
+    # > 2**14 values per class side (the LSD radix path) and > 2**18 in all
+    # (the multi-threaded path).
     rng = np.random.default_rng(3)
-    tr = np.round(rng.normal(1, 1, 60_000), 2)
-    te = np.round(rng.normal(0, 1, 50_000), 2)
+    tr = np.round(rng.normal(1, 1, 160_000), 2)
+    te = np.round(rng.normal(0, 1, 140_000), 2)
     assert best_threshold(tr, te) == thre_setting_sorted(tr, te)
+    lin, lout = rng.integers(0, 5, tr.size), rng.integers(0, 5, te.size)
+    expected = [thre_setting_sorted(tr[lin == c], te[lout == c]) for c in range(5)]
+    np.testing.assert_array_equal(class_thresholds(tr, lin, te, lout, 5), expected)
 
 
 def test_vectorised_reference_agrees_with_loop():
