@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "common.hpp"
@@ -139,25 +138,23 @@ double sweep(Runs runs, std::int64_t n_in, std::int64_t n_out, std::vector<K>& w
 template <class T>
 ClassBest<key_t<T>> best_per_class_cpu(const Sides<T>& s) {
     using K = key_t<T>;
-    const bool parallel = s.n_in + s.n_out >= kParallelMinWork;
-    std::optional<Grouped<K>> in, out;  // grouped concurrently
-    parallel_for_each<char>(2, parallel, [&](std::int64_t side, char&) {
-        if (side == 0)
-            in.emplace(s.in, s.in_labels, s.n_in, s.num_classes, "values_in", "labels_in");
-        else
-            out.emplace(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
-    });
-    // One task per (class, side) sorts; whichever finishes a class's second
-    // side sweeps it, so the team never waits between sorting and sweeping.
+    // Grouping streams through memory at bandwidth on one thread; the one
+    // parallel region of the fit (each has a barrier, which stalls while a
+    // team thread is descheduled on a busy machine) does the sorting: one
+    // task per (class, side), and whichever finishes a class's second side
+    // sweeps it.
+    Grouped<K> in(s.in, s.in_labels, s.n_in, s.num_classes, "values_in", "labels_in");
+    Grouped<K> out(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
     const std::int64_t C = s.num_classes;
     ClassBest<K> best(C);
     std::vector<std::atomic<int>> sorted_sides(C);
+    const bool parallel = s.n_in + s.n_out >= kParallelMinWork;
     parallel_for_each<Scratch<K>>(2 * C, parallel, [&](std::int64_t task, Scratch<K>& scratch) {
-        const std::int64_t c = task / 2, ni = in->size[c], no = out->size[c];
+        const std::int64_t c = task / 2, ni = in.size[c], no = out.size[c];
         if (ni == 0 || no == 0) return;
-        (task % 2 == 0 ? *in : *out).sort(c, scratch.sort);
+        (task % 2 == 0 ? in : out).sort(c, scratch.sort);
         if (sorted_sides[c].fetch_add(1, std::memory_order_acq_rel) == 0) return;
-        const sorting::SentinelRuns<K, +1> runs(in->segment(c), out->segment(c));
+        const sorting::SentinelRuns<K, +1> runs(in.segment(c), out.segment(c));
         best.accuracy[c] = sweep(runs, ni, no, best.winners[c], scratch.tables);
     });
     return best;
