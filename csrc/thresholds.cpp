@@ -15,9 +15,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <vector>
 
+#include "buffer.hpp"
 #include "common.hpp"
 #include "kernel_args.hpp"
 #include "parallel.hpp"
@@ -67,14 +67,14 @@ struct ClassBest {
 template <class K>
 struct Grouped {
     std::vector<std::int64_t> size, start;
-    std::unique_ptr<K[]> keys;
+    Buffer<K> keys;
 
     template <class T>
     Grouped(const T* values, const std::int64_t* labels, std::int64_t n, std::int64_t num_classes,
             const char* values_name, const char* labels_name)
         : size(class_sizes(values, labels, n, num_classes, values_name, labels_name)),
           start(num_classes + 1, 0),
-          keys(new K[n + num_classes]) {
+          keys(n + num_classes) {
         for (std::int64_t c = 0; c < num_classes; ++c) start[c + 1] = start[c] + size[c] + 1;
         std::vector<std::int64_t> next(start.begin(), start.end() - 1);
         for (std::int64_t i = 0; i < n; ++i) keys[next[labels ? labels[i] : 0]++] = to_key(values[i]);
@@ -82,13 +82,13 @@ struct Grouped {
 
     // Sorts class c's keys and closes the segment with the ascending walk's sentinel.
     void sort(std::int64_t c, std::vector<K>& scratch) {
-        K* first = keys.get() + start[c];
+        K* first = keys.data() + start[c];
         scratch.resize(size[c]);
         sorting::radix_sort(first, scratch.data(), size[c]);
         first[size[c]] = sorting::sentinel<K, +1>;
     }
 
-    const K* segment(std::int64_t c) const { return keys.get() + start[c]; }
+    const K* segment(std::int64_t c) const { return keys.data() + start[c]; }
 };
 
 // The two ratio tables of a sweep.
