@@ -43,10 +43,9 @@ template <class T>
 __host__ __device__ inline void count_value(Counter* table, std::int64_t block, T value, const double* e, int bins,
                                             bool floor) {
     const double v = static_cast<double>(risk::floored(value, floor));
-    Counter* counters = table + block * (bins + 1);
-    const int slot = risk::histogram_slot(v, e, bins);
-    if (slot < bins) increment(counters + slot);
-    if (v <= e[bins]) increment(counters + bins);
+    Counter* counters = table + block * risk::slots_per_block(bins);
+    increment(counters + risk::histogram_slot(v, e, bins));
+    if (v <= e[bins]) increment(counters + bins + 1);
 }
 
 // Sorted position p holds value order[p] of class label[p]; its rank in the
@@ -125,11 +124,11 @@ template <class T>
 void counts(const T* values, const std::int64_t* labels, std::size_t n, const double* edges,
             const double* pooled_edges, std::int64_t classes, int bins, bool floor, const std::int64_t* class_start,
             const std::int64_t* block_offset, std::int64_t* table) {
-    const std::size_t slots = bins + 1;
+    const std::size_t slots = risk::slots_per_block(bins);
     const std::size_t table_size = block_offset[classes + 1] * slots;
     thrust::device_vector<T> d_values(values, values + n);
     thrust::device_vector<std::int64_t> d_label(labels, labels + n), d_order(n);
-    thrust::device_vector<double> d_edges(edges, edges + classes * slots);
+    thrust::device_vector<double> d_edges(edges, edges + classes * (bins + 1));
     thrust::device_vector<std::int64_t> d_start(class_start, class_start + classes + 1);
     thrust::device_vector<std::int64_t> d_offset(block_offset, block_offset + classes + 2);
     thrust::device_vector<Counter> d_table(table_size, Counter(0));
@@ -138,7 +137,7 @@ void counts(const T* values, const std::int64_t* labels, std::size_t n, const do
     for_each_index(n, CountClasses<T>{raw(d_values), raw(d_label), raw(d_order), raw(d_edges), bins, floor,
                                       raw(d_start), raw(d_offset), raw(d_table)});
     if (pooled_edges) {
-        thrust::device_vector<double> d_pooled(pooled_edges, pooled_edges + slots);
+        thrust::device_vector<double> d_pooled(pooled_edges, pooled_edges + bins + 1);
         for_each_index(n, CountPooled<T>{raw(d_values), raw(d_pooled), bins, floor, block_offset[classes],
                                          raw(d_table)});
     }

@@ -48,7 +48,7 @@ RocPoints<std::uint64_t> roc_points(const std::uint64_t* keys, const bool* posit
 // row c (classes x (bins + 1)); when pooled_edges is not null every value
 // also fills the pooled row's blocks from block_offset[classes] (block =
 // input position / kBlock).  class_start[c] is the number of values of
-// classes before c.  `table` receives block_offset[classes + 1] * (bins + 1)
+// classes before c.  `table` receives block_offset[classes + 1] * (bins + 2)
 // counters.  Values must be finite and labels in range (checked by the
 // caller).
 void histogram_counts(const float* values, const std::int64_t* labels, std::size_t n, const double* edges,
