@@ -26,6 +26,7 @@ def main(argv=None):
     parser.add_argument("--out", default="audit-run")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
 
     data = load_digits()
     parts = partition(data.x, data.y, {"train": args.train_size, "held_out": args.train_size // 2}, seed=0)

@@ -89,11 +89,12 @@ def test_early_stopping_on_mia_auc(data):
     (x_tr, y_tr), (x_te, y_te) = data
     model = build_model(small_mlp, seed=3)
     audit = PrivacyAuditCallback((x_tr[:100], y_tr[:100]), (x_te[:100], y_te[:100]))
-    # No AUC can beat a baseline of 0 in "min" mode, so EarlyStopping must stop after the first epoch.
-    stop = keras.callbacks.EarlyStopping(monitor="mia_auc", mode="min", baseline=0.0, patience=0)
+    # An AUC can never improve by min_delta=1, so EarlyStopping (which reads mia_auc from the logs)
+    # must stop at the second epoch; were the key missing it would never stop.
+    stop = keras.callbacks.EarlyStopping(monitor="mia_auc", mode="max", min_delta=1.0, patience=0)
     history = model.fit(x_tr, y_tr, epochs=6, verbose=0, callbacks=[audit, stop])
-    assert len(history.history["loss"]) == 1
-    assert stop.stopped_epoch == 0
+    assert len(history.history["loss"]) == 2
+    assert stop.stopped_epoch == 1
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -47,7 +47,7 @@ def test_fashion_mnist_from_explicit_path_and_env(tmp_path, monkeypatch):
     arrays = _fake_fashion(tmp_path / "explicit")
     ds = load_fashion_mnist(tmp_path / "explicit", allow_download=False)
     assert ds.x.shape == (10, 28, 28, 1) and ds.x.dtype == np.float32
-    assert np.array_equal(ds.x[:6, ..., 0], arrays["x_train"] / 255.0)
+    assert np.array_equal(ds.x[:6, ..., 0], arrays["x_train"].astype(np.float32) / np.float32(255))
     assert np.array_equal(ds.y, np.r_[arrays["y_train"], arrays["y_test"]])
     _fake_fashion(tmp_path / "env" / "fashion-mnist", n_train=3, n_test=2)
     monkeypatch.setenv("TFMIA_DATA", str(tmp_path / "env"))

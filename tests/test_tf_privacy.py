@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from sklearn.metrics import roc_auc_score
+
 from tfmia import tf_privacy
 from tfmia.attacks import MetricAttack
 from tfmia.data import AttackInputs
@@ -41,7 +43,7 @@ def test_attack_inputs_from_tf_privacy():
 
 
 @needs_tfp
-def test_report_converts_to_tf_privacy_results_and_matches_its_own_attack():
+def test_report_converts_to_tf_privacy_results():
     aid = _attack_input_data(1)
     members, non_members = AttackInputs.from_tf_privacy(aid)
     ours = MetricAttack("loss", class_dependent=False).evaluate(members, non_members)
@@ -52,18 +54,29 @@ def test_report_converts_to_tf_privacy_results_and_matches_its_own_attack():
     assert str(entire[0].attack_type) == "THRESHOLD_ATTACK"
     assert entire[0].data_size.ntrain == 300 and entire[0].data_size.ntest == 300
     assert results.privacy_report_metadata.epoch_num == 4
+    assert {str(r.slice_spec) for r in results.single_attack_results} >= {"Entire dataset", "CLASS=0", "CORRECTLY_CLASSIFIED=True"}
 
-    # TF Privacy's own threshold attack on the same data gives the same AUC and advantage.
-    mia = __import__(
-        "tensorflow_privacy.privacy.privacy_tests.membership_inference_attack.membership_inference_attack",
-        fromlist=["run_attacks"],
-    )
-    ds = TFP.data_structures
-    theirs = mia.run_attacks(aid, ds.SlicingSpec(entire_dataset=True), attack_types=[ds.AttackType.THRESHOLD_ATTACK])
-    theirs = theirs.single_attack_results[0]
-    assert entire[0].get_auc() == pytest.approx(theirs.get_auc(), abs=1e-12)
-    assert entire[0].get_attacker_advantage() == pytest.approx(theirs.get_attacker_advantage(), abs=1e-12)
-    assert ours.auc == pytest.approx(theirs.get_auc(), abs=1e-12)
+    # TF Privacy's threshold attack is an ROC over -loss computed from its own AttackInputData.
+    is_member = np.r_[np.ones(300), np.zeros(300)]
+    their_scores = -np.r_[aid.get_loss_train(), aid.get_loss_test()]
+    assert entire[0].get_auc() == pytest.approx(roc_auc_score(is_member, their_scores), abs=1e-12)
+    assert entire[0].get_attacker_advantage() == pytest.approx(ours.advantage, abs=1e-12)
+
+
+@needs_tfp
+def test_epsilon_lower_bound_equals_tf_privacy_with_explicit_thresholds():
+    aid = _attack_input_data(2)
+    members, non_members = AttackInputs.from_tf_privacy(aid)
+    result = MetricAttack("confidence", class_dependent=False).evaluate(members, non_members)
+    ours = AuditReport([result]).to_tf_privacy().single_attack_results[0].get_epsilon_lower_bound()
+    # TF Privacy's own bound, counting "score > t" at thresholds just below each distinct score.
+    distinct = np.unique(result.scores)[::-1]
+    cuts = np.r_[(distinct[:-1] + distinct[1:]) / 2, distinct[-1] - 1.0]
+    elb = TFP.epsilon_lower_bound
+    theirs = elb.EpsilonLowerBound(result.scores[result.is_member], result.scores[~result.is_member], alpha=0.05,
+                                   thresholds=cuts).compute_epsilon_lower_bounds([elb.BoundMethod.BAILEY], k=5)
+    np.testing.assert_allclose(ours, theirs[elb.BoundMethod.BAILEY], rtol=1e-12)
+    assert ours.size == 5
 
 
 @needs_tfp

@@ -20,7 +20,8 @@ from .plotting import figure_png, plot_roc, plot_score_histograms
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
+.wide { overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; } tr.baseline td { color: #666; font-style: italic; }
@@ -48,13 +49,13 @@ def _img(png: bytes, alt: str, element_id: str) -> str:
 
 def _table(header: list[str], rows: list[list[str]], row_classes: list[str] | None = None, lead: int = 0) -> str:
     """Cells must already be escaped; the first ``lead`` metric columns are highlighted."""
-    out = ["<table><thead><tr>"]
+    out = ['<div class="wide"><table><thead><tr>']
     out += [f'<th{" class=lead" if 0 < i <= lead else ""}>{h}</th>' for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 

@@ -56,6 +56,8 @@ def load_records(path: str, flag: str):
     p = Path(path)
     if not p.is_file():
         raise CliError(f"{flag} {path}: file not found")
+    if not zipfile.is_zipfile(p):
+        raise CliError(f"{flag} {path}: not a valid .npz file (not a zip archive; save with numpy.savez)")
     try:
         with np.load(p, allow_pickle=False) as data:
             missing = [k for k in ("x", "y") if k not in data.files]

@@ -317,16 +317,10 @@ class AttackResult:
             raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
         roc = self.roc
         members = self.n_members
-        if target < 1.0 / self.n_non_members:
-            warnings.warn(
-                f"{self.name}: FPR target {target:g} is below the resolution 1/{self.n_non_members} "
-                "of this evaluation set; TPR reported as NaN",
-                _metrics.LowFPRWarning,
-                stacklevel=2,
-            )
+        best, too_low = _metrics.low_fpr_index(roc.fps, target, stacklevel=2)
+        if too_low:
             return LowFprPoint(target, math.nan, math.nan, math.nan, 0, members, math.nan, math.nan, confidence)
-        ok = np.flatnonzero(roc.fpr <= target)
-        best = ok[np.argmax(roc.tps[ok])]  # tps is non-decreasing: the last admissible point
+        best = int(best)
         tp = int(roc.tps[best])
         lo, hi = _metrics.clopper_pearson(tp, members, confidence)
         return LowFprPoint(

@@ -29,7 +29,7 @@ from . import _core
 from ._device import resolve
 from ._validate import as_float_array, as_membership, check_fraction
 
-__all__ = ["LowFPRWarning", "auc", "clopper_pearson", "roc_counts", "roc_curve", "tpr_at_fpr"]
+__all__ = ["LowFPRWarning", "auc", "clopper_pearson", "low_fpr_index", "roc_counts", "roc_curve", "tpr_at_fpr"]
 
 
 class LowFPRWarning(UserWarning):
@@ -109,11 +109,24 @@ def tpr_at_fpr(scores, is_member, fpr, *, device: str = "cpu"):
     if targets.ndim > 1 or not np.all((targets >= 0) & (targets <= 1)):
         raise ValueError(f"fpr must be in [0, 1] (a number or a 1-D sequence), got {fpr!r}")
     fps, tps, _ = roc_counts(scores, is_member, device=device)
-    n_out, n_in = fps[-1], tps[-1]
-    # tpr is non-decreasing along the curve: the largest among points with
-    # fpr <= target is the one at the last such point.
-    last = np.searchsorted(fps / n_out, targets, side="right") - 1
-    result = tps[last] / n_in
+    last, too_low = low_fpr_index(fps, targets, stacklevel=3)
+    result = np.where(too_low, np.nan, tps[last] / tps[-1])
+    return float(result) if scalar else np.asarray(result, dtype=np.float64)
+
+
+def low_fpr_index(fps, targets, *, stacklevel: int = 2):
+    """For each target FPR, the ROC point with the largest TPR among those with FPR <= target.
+
+    ``fps`` are the cumulative non-member counts of :func:`roc_counts`.  Since
+    TPR never decreases along the curve, that point is the last one whose FPR
+    is within the target.  Returns ``(index, below_resolution)``; targets
+    below 1 / (number of non-members) cannot be resolved by the data: they
+    are flagged (their TPR must be reported as NaN) and a
+    :class:`LowFPRWarning` says so.
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    n_out = fps[-1]
+    index = np.searchsorted(fps / n_out, targets, side="right") - 1
     too_low = targets < 1.0 / n_out
     if np.any(too_low):
         below = np.atleast_1d(targets)[np.atleast_1d(too_low)]
@@ -121,10 +134,9 @@ def tpr_at_fpr(scores, is_member, fpr, *, device: str = "cpu"):
             f"target FPR {', '.join(f'{t:g}' for t in below)} below the resolution "
             f"1/n_non_members = 1/{n_out} = {1.0 / n_out:g}; returning NaN",
             LowFPRWarning,
-            stacklevel=2,
+            stacklevel=stacklevel + 1,
         )
-        result = np.where(too_low, np.nan, result)
-    return float(result) if scalar else np.asarray(result, dtype=np.float64)
+    return index, too_low
 
 
 def _counts(values, name: str) -> np.ndarray:

@@ -41,7 +41,8 @@ def plot_roc(results: Sequence, *, log_scale: bool = True, title: str = "ROC cur
     On log axes the smallest FPR shown is the resolution of the evaluation
     set, 1 / (number of non-members); points at FPR 0 sit on that edge.
     """
-    fig = Figure(figsize=(5.5, 5))
+    results = list(results)
+    fig = Figure(figsize=(6.5, 6.0 + 0.22 * len(results)))
     ax = fig.add_subplot()
     floor = 1.0
     for result in results:
@@ -64,7 +65,8 @@ def plot_roc(results: Sequence, *, log_scale: bool = True, title: str = "ROC cur
     ax.set_ylabel("true-positive rate")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False)
+    fig.tight_layout()
     return fig
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._serialization import atomic_write_text, load_npz, save_npz, to_json_text
 
-__all__ = ["RunDirectory", "fingerprint_arrays"]
+__all__ = ["RunDirectory", "fingerprint_arrays", "describe_callable"]
 
 
 def fingerprint_arrays(*arrays) -> str:
@@ -30,6 +30,23 @@ def fingerprint_arrays(*arrays) -> str:
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(memoryview(a).cast("B"))
     return digest.hexdigest()
+
+
+def describe_callable(fn) -> str:
+    """A description of ``fn`` that is the same in every process (no memory addresses).
+
+    ``module.qualname`` for functions and classes; for ``functools.partial``
+    the wrapped function plus its bound arguments.
+    """
+    import functools
+
+    if isinstance(fn, functools.partial):
+        args = ", ".join([repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in sorted(fn.keywords.items())])
+        return f"{describe_callable(fn.func)}({args})"
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if module and name:
+        return f"{module}.{name}"
+    return type(fn).__qualname__
 
 
 def _canonical(config: dict) -> dict:

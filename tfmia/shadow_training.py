@@ -40,7 +40,7 @@ import numpy as np
 from ._serialization import atomic_write_bytes
 from ._validate import check_positive_int
 from .data import AttackInputs
-from .runs import RunDirectory, fingerprint_arrays
+from .runs import RunDirectory, describe_callable, fingerprint_arrays
 from .training import FitConfig, build_model, fit_model
 
 __all__ = ["ShadowModel", "ShadowModels", "train_shadow_models", "SequentialExecutor", "shadow_splits", "SCHEMES"]
@@ -236,7 +236,7 @@ def train_shadow_models(
             run_dir,
             "shadow_models",
             {
-                "model_fn": getattr(model_fn, "__qualname__", repr(model_fn)),
+                "model_fn": describe_callable(model_fn),
                 "n_shadows": n_shadows,
                 "train_size": train_size,
                 "scheme": scheme,
@@ -249,7 +249,23 @@ def train_shadow_models(
     executor = executor or SequentialExecutor()
     bar = _progress(n_shadows, progress)
     models: dict[int, ShadowModel] = {}
-    resumed, pending = [], {}
+    resumed, trained, pending = [], [], {}
+
+    def finish(future) -> None:
+        """Store one finished job: weights first, then the .npz that marks it finished."""
+        i, in_idx, out_idx, query_idx = pending.pop(future)
+        result = future.result()
+        weights_path = None
+        if run is not None:
+            name = f"shadow_{i:04d}"
+            weights_path = atomic_write_bytes(run.path(f"{name}.weights.h5"), result["weights"])
+            run.save_arrays(f"{name}.npz", in_indices=in_idx, out_indices=out_idx, query_indices=query_idx,
+                            outputs=result["outputs"], is_logits=np.bool_(result["is_logits"]))
+        models[i] = ShadowModel(i, in_idx, out_idx, query_idx, result["outputs"], result["is_logits"], weights_path)
+        trained.append(i)
+        if bar is not None:
+            bar.add(1)
+
     for i, (in_idx, out_idx, query_idx) in enumerate(splits):
         name = f"shadow_{i:04d}"
         if run is not None and run.has(f"{name}.npz"):
@@ -257,24 +273,16 @@ def train_shadow_models(
             models[i] = ShadowModel(i, saved["in_indices"], saved["out_indices"], saved["query_indices"],
                                     saved["outputs"], bool(saved["is_logits"]), run.path(f"{name}.weights.h5"))
             resumed.append(i)
+            if bar is not None:
+                bar.add(1)
             continue
-        future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit, seed + 1 + i, predict_batch_size)
+        future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit, seed + 1 + i,
+                                 predict_batch_size)
         pending[future] = (i, in_idx, out_idx, query_idx)
-    if bar is not None and resumed:
-        bar.update(len(resumed))
-    for future in cf.as_completed(pending):
-        i, in_idx, out_idx, query_idx = pending[future]
-        result = future.result()
-        weights_path = None
-        if run is not None:
-            name = f"shadow_{i:04d}"
-            weights_path = run.path(f"{name}.weights.h5")
-            atomic_write_bytes(weights_path, result["weights"])
-            # The .npz is written last: its presence marks the model as finished.
-            run.save_arrays(f"{name}.npz", in_indices=in_idx, out_indices=out_idx, query_indices=query_idx,
-                            outputs=result["outputs"], is_logits=np.bool_(result["is_logits"]))
-        models[i] = ShadowModel(i, in_idx, out_idx, query_idx, result["outputs"], result["is_logits"], weights_path)
-        if bar is not None:
-            bar.add(1)
-    trained = sorted(i for i, *_ in pending.values())
-    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=trained, resumed=resumed)
+        # Store whatever has finished already (with the in-process executor: this job), so that an
+        # interruption loses at most the jobs still running.
+        for done in [f for f in pending if f.done()]:
+            finish(done)
+    for future in cf.as_completed(list(pending)):
+        finish(future)
+    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=sorted(trained), resumed=resumed)

@@ -122,7 +122,8 @@ def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> 
     if not isinstance(from_logits, (bool, np.bool_)):
         raise ValueError(f"from_logits must be True or False, got {from_logits!r}")
     if sum_tol is not None:
-        if isinstance(sum_tol, bool) or not isinstance(sum_tol, numbers.Real) or not math.isfinite(sum_tol) or sum_tol < 0:
+        real = isinstance(sum_tol, numbers.Real) and not isinstance(sum_tol, bool)
+        if not real or not math.isfinite(sum_tol) or sum_tol < 0:
             raise ValueError(f"sum_tol must be a finite number >= 0 or None, got {sum_tol!r}")
         sum_tol = float(sum_tol)
     use_cuda = resolve(device) == "cuda"

@@ -122,14 +122,37 @@ def _attack_type(ds, result):
     return TfmiaAttackType(result.name, is_trained_attack=bool(result.metadata.get("trained", False)))
 
 
+def _epsilon_bounds(elb, result) -> dict:
+    """TF Privacy's epsilon lower bound (Bailey ratio bounds, alpha 0.05, top 5, two-sided).
+
+    Equivalent to ``EpsilonLowerBound(members, non_members, 0.05).compute_epsilon_lower_bounds``,
+    whose constructor calls ``sklearn.metrics._ranking._binary_clf_curve``, a private
+    function scikit-learn 1.9 removed; the TP/FP counts at every distinct score come
+    from tfmia's ROC counts instead, and TF Privacy's public ``RatioBound`` does the rest.
+    """
+    roc = result.roc
+    tp, fp = roc.tps[1:], roc.fps[1:]  # drop the (0, 0) point at +inf, as _binary_clf_curve does
+    pos, neg = result.n_members, result.n_non_members
+    fn, tn = pos - tp, neg - fp
+    ratio_bounds = [
+        elb.RatioBound(tp, fp, pos, neg, _EPSILON_ALPHA),
+        elb.RatioBound(tn, fn, neg, pos, _EPSILON_ALPHA),
+        elb.RatioBound(fp, tp, neg, pos, _EPSILON_ALPHA),
+        elb.RatioBound(fn, tn, pos, neg, _EPSILON_ALPHA),
+    ]
+    method = elb.BoundMethod.BAILEY
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero counts give inf/NaN bounds, dropped below
+        ratio = np.concatenate([rb.compute_bound(method) for rb in ratio_bounds])
+    bounds = np.sort(np.log(ratio[ratio > 0]))[::-1]
+    return {method: bounds[:_EPSILON_K]}
+
+
 def _single_result(mods, result, key: str):
     ds, elb = mods.data_structures, mods.epsilon_lower_bound
     roc = result.roc
     members = result.scores[result.is_member]
     non_members = result.scores[~result.is_member]
-    bounds = elb.EpsilonLowerBound(
-        pos_scores=members, neg_scores=non_members, alpha=_EPSILON_ALPHA, two_sided_threshold=True
-    ).compute_epsilon_lower_bounds(methods=(elb.BoundMethod.BAILEY,), k=_EPSILON_K)
+    bounds = _epsilon_bounds(elb, result)
     return ds.SingleAttackResult(
         slice_spec=_slice_spec(ds, key),
         data_size=ds.DataSize(ntrain=result.n_members, ntest=result.n_non_members),

@@ -224,13 +224,24 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
                 atomic_write_bytes(self.report_dir / "privacy_vs_epoch.png", figure_png(plot_privacy_vs_epoch(reports, "auc")))
 
     def _write_scalars(self, values: dict[str, float], step: int) -> None:
+        """TensorBoard scalar summaries, written with core TensorFlow ops.
+
+        ``tf.summary.scalar`` needs the tensorboard package at write time; the
+        same event (a float tensor tagged with the "scalars" plugin) is written
+        here with ``tf.summary.write``, so logging works without it.
+        """
         import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
 
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        )
         with self._writer.as_default():
             for key, value in values.items():
                 if not math.isnan(value):
-                    tf.summary.scalar(key, value, step=step)
+                    tf.summary.write(key, tf.constant(value, tf.float32), step=step, metadata=metadata)
         self._writer.flush()
 
