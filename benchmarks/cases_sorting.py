@@ -1,5 +1,228 @@
-"""Benchmark cases for the sorting kernels (filled in with the kernels)."""
+"""Benchmark cases for the sorting kernels: thresholds, ROC/AUC, risk histograms.
+
+References are what a user would otherwise run:
+
+* ``thresholds_global``: Song & Mittal's O(N^2) ``_thre_setting`` (only at
+  N = 1e4) and a scikit-learn sweep (``roc_curve`` then the argmax of the
+  balanced accuracy ``0.5 * (tpr + 1 - fpr)``);
+* ``thresholds_class``: that sklearn sweep once per class on the class's records;
+* ``roc_auc``: ``sklearn.metrics.roc_curve`` + ``roc_auc_score``;
+* ``risk_histograms``: the authors' fit (per class: floor, edges,
+  ``np.histogram``) and their scoring vectorised with numpy (a lookup table
+  per class instead of a Python loop per record).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from _harness import Case
+from tfmia.histograms import ClassHistograms
+from tfmia.metrics import auc
+from tfmia.metrics import roc_curve as tfmia_roc_curve
+from tfmia.thresholds import best_threshold, class_thresholds
+
+BRUTE_FORCE_N = 10_000
+
+
+def class_labels(rng, n, num_classes):
+    """Balanced shuffled labels: every class present when n >= num_classes."""
+    return rng.permutation(np.arange(n) % num_classes)
+
+
+def shadow_scores(rng, n, num_classes):
+    """Members score a little higher; two decimals give realistic ties."""
+    half = n // 2
+    return {
+        "values_in": np.round(rng.normal(0.5, 1.0, half), 2),
+        "labels_in": class_labels(rng, half, num_classes),
+        "values_out": np.round(rng.normal(0.0, 1.0, n - half), 2),
+        "labels_out": class_labels(rng, n - half, num_classes),
+        "num_classes": num_classes,
+    }
+
+
+def thre_setting(tr_values, te_values):
+    """Song & Mittal's reference, verbatim."""
+    value_list = np.concatenate((tr_values, te_values))
+    thre, max_acc = 0, 0
+    for value in value_list:
+        tr_ratio = np.sum(tr_values >= value) / (len(tr_values) + 0.0)
+        te_ratio = np.sum(te_values < value) / (len(te_values) + 0.0)
+        acc = 0.5 * (tr_ratio + te_ratio)
+        if acc > max_acc:
+            thre, max_acc = value, acc
+    return thre
+
+
+def sklearn_threshold(values_in, values_out):
+    scores = np.concatenate((values_in, values_out))
+    is_member = np.r_[np.ones(len(values_in), bool), np.zeros(len(values_out), bool)]
+    fpr, tpr, thresholds = roc_curve(is_member, scores, drop_intermediate=False)
+    return thresholds[np.argmax(0.5 * (tpr + 1 - fpr))]
+
+
+def sklearn_class_thresholds(x):
+    return np.array(
+        [
+            sklearn_threshold(x["values_in"][x["labels_in"] == c], x["values_out"][x["labels_out"] == c])
+            for c in range(x["num_classes"])
+        ]
+    )
+
+
+def ours_class_thresholds(x):
+    return class_thresholds(x["values_in"], x["labels_in"], x["values_out"], x["labels_out"], x["num_classes"])
+
+
+def threshold_cases(ns, cs):
+    cases = [
+        Case(
+            id=f"thresholds_global-bruteforce-n{BRUTE_FORCE_N}",
+            kernel="thresholds_global",
+            n=BRUTE_FORCE_N,
+            c=None,
+            setup=lambda rng: shadow_scores(rng, BRUTE_FORCE_N, 1),
+            ours=lambda x: best_threshold(x["values_in"], x["values_out"]),
+            reference=lambda x: thre_setting(x["values_in"], x["values_out"]),
+            reference_name="Song & Mittal loop",
+            copy_keys=("values_in", "values_out"),
+            output_bytes=lambda x: 8,
+            repeats=3,
+        )
+    ]
+    for n in ns:
+        cases.append(
+            Case(
+                id=f"thresholds_global-sklearn-n{n}",
+                kernel="thresholds_global",
+                n=n,
+                c=None,
+                setup=lambda rng, n=n: shadow_scores(rng, n, 1),
+                ours=lambda x: best_threshold(x["values_in"], x["values_out"]),
+                reference=lambda x: sklearn_threshold(x["values_in"], x["values_out"]),
+                reference_name="sklearn roc_curve sweep",
+                copy_keys=("values_in", "values_out"),
+                output_bytes=lambda x: 8,
+            )
+        )
+        for c in cs:
+            cases.append(
+                Case(
+                    id=f"thresholds_class-n{n}-c{c}",
+                    kernel="thresholds_class",
+                    n=n,
+                    c=c,
+                    setup=lambda rng, n=n, c=c: shadow_scores(rng, n, c),
+                    ours=ours_class_thresholds,
+                    reference=sklearn_class_thresholds,
+                    reference_name="sklearn roc_curve per class",
+                    copy_keys=("values_in", "labels_in", "values_out", "labels_out"),
+                    output_bytes=lambda x: 8 * x["num_classes"],
+                )
+            )
+    return cases
+
+
+def roc_inputs(rng, n):
+    is_member = rng.random(n) < 0.5
+    return {"scores": rng.normal(is_member * 0.5, 1.0), "is_member": is_member}
+
+
+def roc_cases(ns):
+    return [
+        Case(
+            id=f"roc_auc-n{n}",
+            kernel="roc_auc",
+            n=n,
+            c=None,
+            setup=lambda rng, n=n: roc_inputs(rng, n),
+            ours=lambda x: (tfmia_roc_curve(x["scores"], x["is_member"]), auc(x["scores"], x["is_member"])),
+            reference=lambda x: (
+                roc_curve(x["is_member"], x["scores"], drop_intermediate=False),
+                roc_auc_score(x["is_member"], x["scores"]),
+            ),
+            reference_name="sklearn roc_curve + roc_auc_score",
+            copy_keys=("scores", "is_member"),
+            output_bytes=lambda x: 3 * 8 * (len(np.unique(x["scores"])) + 1) + 8,
+        )
+        for n in ns
+    ]
+
+
+def risk_inputs(rng, n, num_classes):
+    """Modified-entropy-like shadow and target values (many near 0, long tail)."""
+
+    def values(size, scale):
+        return rng.exponential(scale, size) * 10.0 ** rng.integers(-12, 1, size)
+
+    half = n // 2
+    return {
+        "values_in": values(half, 1.0),
+        "labels_in": class_labels(rng, half, num_classes),
+        "values_out": values(n - half, 3.0),
+        "labels_out": class_labels(rng, n - half, num_classes),
+        "targets": values(n, 2.0),
+        "target_labels": rng.integers(0, num_classes, n),
+        "num_classes": num_classes,
+    }
+
+
+def numpy_risk(x, num_bins=5):
+    """The authors' fit and scoring, vectorised with numpy where their code loops per record."""
+    small_delta = 1e-10
+    C = x["num_classes"]
+    vin = np.maximum(x["values_in"], small_delta)  # their floor: x[x <= 1e-10] = 1e-10
+    vout = np.maximum(x["values_out"], small_delta)
+    order_in, order_out = np.argsort(x["labels_in"], kind="stable"), np.argsort(x["labels_out"], kind="stable")
+    split_in = np.split(vin[order_in], np.cumsum(np.bincount(x["labels_in"], minlength=C))[:-1])
+    split_out = np.split(vout[order_out], np.cumsum(np.bincount(x["labels_out"], minlength=C))[:-1])
+    edges = np.empty((C, num_bins + 1))
+    table = np.empty((C, num_bins))
+    for c, (tr, te) in enumerate(zip(split_in, split_out)):
+        all_list = np.concatenate((tr, te))
+        bins = np.logspace(np.log10(all_list.min()), np.log10(all_list.max()), num_bins + 1)
+        h1, _ = np.histogram(tr, bins=bins, weights=np.ones_like(tr) / float(len(tr)))
+        h2, _ = np.histogram(te, bins=bins, weights=np.ones_like(te) / float(len(te)))
+        edges[c] = bins
+        # score_calculate for every bin at once: the outward search resolved per bin.
+        total = h1 + h2
+        for b in range(num_bins):
+            for t in [0, *(s for k in range(1, num_bins) for s in (-k, k))]:
+                if 0 <= b + t < num_bins and total[b + t] != 0:
+                    table[c, b] = h1[b + t] / total[b + t]
+                    break
+    v, lab = x["targets"], x["target_labels"]
+    e = edges[lab]
+    index = (e <= v[:, None]).sum(axis=1) - 1  # find_index: last edge <= v ...
+    index = np.where(v >= e[:, -1], num_bins - 1, np.where(v <= e[:, 0], 0, index))  # ... clamped at the ends
+    return table[lab, index]
+
+
+def ours_risk(x):
+    h = ClassHistograms.fit(x["values_in"], x["labels_in"], x["values_out"], x["labels_out"], x["num_classes"])
+    return h.member_probability(x["targets"], x["target_labels"])
+
+
+def risk_cases(ns, cs):
+    return [
+        Case(
+            id=f"risk_histograms-n{n}-c{c}",
+            kernel="risk_histograms",
+            n=n,
+            c=c,
+            setup=lambda rng, n=n, c=c: risk_inputs(rng, n, c),
+            ours=ours_risk,
+            reference=numpy_risk,
+            reference_name="numpy (authors' code, vectorised)",
+            copy_keys=("values_in", "labels_in", "values_out", "labels_out", "targets", "target_labels"),
+            output_bytes=lambda x: 8 * len(x["targets"]),
+        )
+        for n in ns
+        for c in cs
+    ]
 
 
 def cases(ns, cs):
-    return []
+    return threshold_cases(ns, cs) + roc_cases(ns) + risk_cases(ns, cs)

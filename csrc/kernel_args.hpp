@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common.hpp"
 
@@ -49,6 +50,21 @@ inline void require_num_classes(std::int64_t num_classes) {
 
 [[noreturn]] inline void fail_nonfinite(const char* name) {
     fail(std::string(name) + " must be finite (found NaN or Inf)");
+}
+
+// Checks values (finite) and labels (in range, null meaning all 0) and
+// returns the number of values of each class.
+template <class T>
+std::vector<std::int64_t> class_sizes(const T* values, const std::int64_t* labels, std::int64_t n,
+                                      std::int64_t num_classes, const char* values_name, const char* labels_name) {
+    std::vector<std::int64_t> size(num_classes, 0);
+    for (std::int64_t i = 0; i < n; ++i) {
+        if (!std::isfinite(values[i])) fail_nonfinite(values_name);
+        const std::int64_t c = labels ? labels[i] : 0;
+        if (c < 0 || c >= num_classes) fail_label(labels_name, c, num_classes);
+        ++size[c];
+    }
+    return size;
 }
 
 // Raises for the first non-finite value or out-of-range label; parallel

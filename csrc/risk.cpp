@@ -54,17 +54,9 @@ Side<T> side_of(const py::array& values, const py::array& labels, const char* va
     return {static_cast<const T*>(values.data()), lab, n, values_name, labels_name};
 }
 
-// Checks one side (finite values, labels in range); returns the class sizes.
 template <class T>
 std::vector<std::int64_t> class_sizes(const Side<T>& s, std::int64_t num_classes) {
-    std::vector<std::int64_t> size(num_classes, 0);
-    for (std::int64_t i = 0; i < s.n; ++i) {
-        if (!std::isfinite(s.values[i])) fail_nonfinite(s.values_name);
-        const std::int64_t c = s.labels[i];
-        if (c < 0 || c >= num_classes) fail_label(s.labels_name, c, num_classes);
-        ++size[c];
-    }
-    return size;
+    return tfmia::class_sizes(s.values, s.labels, s.n, num_classes, s.values_name, s.labels_name);
 }
 
 // ---- risk_ranges -------------------------------------------------------
@@ -131,7 +123,7 @@ struct Edges {
 };
 
 // The count tables (risk_kernels.hpp) of one side: rows 0..C-1 per class,
-// row C pooled over all classes, each row a run of blocks of bins + 1
+// row C pooled over all classes, each row a run of blocks of bins + 2
 // counters; and the class sizes.
 struct Counted {
     std::vector<std::vector<std::int64_t>> rows;
@@ -139,12 +131,11 @@ struct Counted {
 };
 
 inline void count_value(std::vector<std::int64_t>& row, std::int64_t block, double v, const double* e, int bins) {
-    const std::size_t slots = bins + 1;
+    const std::size_t slots = risk::slots_per_block(bins);
     if (row.size() < (block + 1) * slots) row.resize((block + 1) * slots, 0);
     std::int64_t* counters = row.data() + block * slots;
-    const int k = risk::histogram_slot(v, e, bins);
-    if (k < bins) ++counters[k];
-    if (v <= e[bins]) ++counters[bins];
+    ++counters[risk::histogram_slot(v, e, bins)];
+    counters[bins + 1] += v <= e[bins];
 }
 
 // One pass over one side in input order: each value goes to its class's row
@@ -170,7 +161,7 @@ template <class T>
 Counted count_cuda(const Side<T>& s, const Edges& edges, bool floor) {
     const std::int64_t C = edges.num_classes;
     Counted out{std::vector<std::vector<std::int64_t>>(C + 1), class_sizes(s, C)};
-    const std::int64_t slots = edges.bins + 1;
+    const std::int64_t slots = risk::slots_per_block(edges.bins);
     auto blocks = [](std::int64_t n) { return (n + risk::kBlock - 1) / risk::kBlock; };
     std::vector<std::int64_t> class_start(C + 1, 0), block_offset(C + 2, 0);
     for (std::int64_t c = 0; c < C; ++c) {
@@ -193,14 +184,14 @@ Counted count_cuda(const Side<T>& s, const Edges& edges, bool floor) {
 // h = np.diff(cum).
 void finish_histogram(const std::vector<std::int64_t>& row, int bins, std::int64_t n, double* h) {
     const double w = 1.0 / static_cast<double>(n);
-    const std::size_t slots = bins + 1;
-    std::vector<double> cum(slots, 0.0);
+    const std::size_t slots = risk::slots_per_block(bins);
+    std::vector<double> cum(bins + 1, 0.0);
     for (std::size_t block = 0; block * slots < row.size(); ++block) {
         const std::int64_t* counters = row.data() + block * slots;
         double partial = 0.0;  // cw[taken]
         std::int64_t taken = 0, below = 0;
         for (int j = 0; j <= bins; ++j) {
-            const std::int64_t index = j < bins ? (below += counters[j]) : counters[bins];
+            const std::int64_t index = j < bins ? (below += counters[j]) : counters[bins + 1];
             for (; taken < index; ++taken) partial += w;
             cum[j] += partial;
         }

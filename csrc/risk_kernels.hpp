@@ -25,22 +25,25 @@ TFMIA_HOST_DEVICE inline T floored(T x, bool floor) {
 }
 
 // Number of edges among e[0..count) that are <= v (edges non-decreasing).
+// Branch-free: the loop runs a fixed number of times for a given count and
+// the comparison only selects, so scattered values cost no mispredictions.
 TFMIA_HOST_DEVICE inline int edges_at_or_below(double v, const double* e, int count) {
-    int lo = 0, hi = count;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (e[mid] <= v)
-            lo = mid + 1;
-        else
-            hi = mid;
+    int lower = 0, n = count;  // e[< lower] <= v, e[>= lower + n] > v
+    while (n > 1) {
+        const int half = n / 2;
+        lower += (e[lower + half - 1] <= v) ? half : 0;
+        n -= half;
     }
-    return lo;
+    return lower + ((n == 1 && e[lower] <= v) ? 1 : 0);
 }
 
 // Count table of one histogram: per block of kBlock values (in input order),
-// bins + 1 counters.  Counter k < bins holds the values with exactly k of the
-// edges e_0..e_{bins-1} at or below them, so #{v < e_j} = counters 0..j
-// summed; counter `bins` holds #{v <= e_bins} (the last edge is inclusive).
+// bins + 2 counters.  Counter k <= bins holds the values with exactly k of
+// the edges e_0..e_{bins-1} at or below them, so #{v < e_j} = counters 0..j
+// summed (counter `bins` only absorbs the values at or above e_{bins-1});
+// counter bins + 1 holds #{v <= e_bins} (the last edge is inclusive).
+constexpr int slots_per_block(int bins) { return bins + 2; }
+
 TFMIA_HOST_DEVICE inline int histogram_slot(double v, const double* e, int bins) {
     return edges_at_or_below(v, e, bins);
 }

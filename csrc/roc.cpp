@@ -21,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "buffer.hpp"
 #include "common.hpp"
 #include "kernel_args.hpp"
 #include "numpy_sum.hpp"
@@ -71,7 +72,7 @@ private:
 // for the zero tie group).
 template <class T>
 struct Scores {
-    std::vector<key_t<T>> keys;
+    Buffer<key_t<T>> keys;
     std::int64_t n_pos = 0, n_neg = 0;
     bool negative_zero = false;
 
@@ -88,7 +89,7 @@ template <class T>
 Scores<T> prepare(const T* scores, const bool* member, std::int64_t n, bool partition) {
     using K = key_t<T>;
     Scores<T> s;
-    s.keys.resize(partition ? n + 2 : n);
+    s.keys = Buffer<K>(partition ? n + 2 : n);
     std::int64_t front = 1, back = n + 2;
     for (std::int64_t i = 0; i < n; ++i) {
         const T x = scores[i];
@@ -117,9 +118,9 @@ struct CpuCurve {
 
     CpuCurve(const T* values, const bool* member, std::int64_t n) : scores(prepare(values, member, n, true)) {
         using K = key_t<T>;
-        parallel_for_each<std::vector<K>>(2, n >= kParallelMinWork, [&](std::int64_t side, std::vector<K>& scratch) {
+        parallel_for_each<char>(2, n >= kParallelMinWork, [&](std::int64_t side, char&) {
             const std::int64_t size = side == 0 ? scores.n_pos : scores.n_neg;
-            scratch.resize(size);
+            Buffer<K> scratch(size);
             sorting::radix_sort(first(side), scratch.data(), size);
         });
     }
@@ -207,6 +208,7 @@ double area(const Curve& curve) {
     const double n_neg = static_cast<double>(curve.scores.n_neg);
     const double n_pos = static_cast<double>(curve.scores.n_pos);
     std::vector<double> terms;
+    terms.reserve(curve.scores.n_pos + curve.scores.n_neg + 1);
     double x_last = 0.0, y_last = 0.0;
     auto keep = [&](const Point<K>& p) {
         const double x = static_cast<double>(p.fps) / n_neg;
@@ -267,7 +269,11 @@ auto with_curve(const py::array& scores, const py::array& is_member, bool use_cu
 template <class Out>
 py::tuple curve_arrays(const py::array& scores, const py::array& is_member, bool use_cuda) {
     return with_curve(scores, is_member, use_cuda, [](const auto& curve) {
-        const py::ssize_t size = curve.size() + 1;
+        py::ssize_t size;
+        {
+            py::gil_scoped_release release;
+            size = curve.size() + 1;
+        }
         py::array_t<Out> x(size), y(size);
         py::array_t<double> thresholds(size);
         Out* px = x.mutable_data();

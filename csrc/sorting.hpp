@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,7 +32,9 @@ inline key_t<T> to_key(T x) {
     if (x == T(0)) x = T(0);  // fold -0.0 onto +0.0
     K u;
     std::memcpy(&u, &x, sizeof u);
-    return (u & sign_bit<K>) ? ~u : (u | sign_bit<K>);
+    // Negative: flip every bit; positive: set the sign bit (branch-free).
+    const K flip = static_cast<K>(K(0) - (u >> (8 * sizeof(K) - 1))) | sign_bit<K>;
+    return u ^ flip;
 }
 
 // Inverse of to_key (zero comes back as +0.0).

@@ -11,13 +11,13 @@
 // class the same runs on that class's records; a class without members or
 // without non-members takes the global (class-independent) threshold.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
-#include <optional>
 #include <vector>
 
+#include "buffer.hpp"
 #include "common.hpp"
 #include "kernel_args.hpp"
 #include "parallel.hpp"
@@ -61,54 +61,46 @@ struct ClassBest {
     explicit ClassBest(std::int64_t num_classes) : accuracy(num_classes, kNaN), winners(num_classes) {}
 };
 
-// Checks values (finite) and labels (in range); returns the class sizes.
-template <class T>
-std::vector<std::int64_t> class_sizes(const T* values, const std::int64_t* labels, std::int64_t n,
-                                      std::int64_t num_classes, const char* values_name, const char* labels_name) {
-    std::vector<std::int64_t> size(num_classes, 0);
-    for (std::int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(values[i])) fail_nonfinite(values_name);
-        const std::int64_t c = labels ? labels[i] : 0;
-        if (c < 0 || c >= num_classes) fail_label(labels_name, c, num_classes);
-        ++size[c];
-    }
-    return size;
-}
-
 // One side's keys grouped by class (a stable counting sort after the checks
 // of class_sizes); every class segment is followed by a free slot for the
 // walk's end sentinel.
 template <class K>
 struct Grouped {
     std::vector<std::int64_t> size, start;
-    std::unique_ptr<K[]> keys;
+    Buffer<K> keys;
 
     template <class T>
     Grouped(const T* values, const std::int64_t* labels, std::int64_t n, std::int64_t num_classes,
             const char* values_name, const char* labels_name)
         : size(class_sizes(values, labels, n, num_classes, values_name, labels_name)),
           start(num_classes + 1, 0),
-          keys(new K[n + num_classes]) {
+          keys(n + num_classes) {
         for (std::int64_t c = 0; c < num_classes; ++c) start[c + 1] = start[c] + size[c] + 1;
         std::vector<std::int64_t> next(start.begin(), start.end() - 1);
         for (std::int64_t i = 0; i < n; ++i) keys[next[labels ? labels[i] : 0]++] = to_key(values[i]);
     }
 
     // Sorts class c's keys and closes the segment with the ascending walk's sentinel.
-    const K* sorted(std::int64_t c, std::vector<K>& scratch) {
-        K* first = keys.get() + start[c];
+    void sort(std::int64_t c, std::vector<K>& scratch) {
+        K* first = keys.data() + start[c];
         scratch.resize(size[c]);
         sorting::radix_sort(first, scratch.data(), size[c]);
         first[size[c]] = sorting::sentinel<K, +1>;
-        return first;
     }
+
+    const K* segment(std::int64_t c) const { return keys.data() + start[c]; }
 };
 
-// Per-thread buffers: sort scratch and the two ratio tables of a sweep.
+// The two ratio tables of a sweep.
+struct RatioTables {
+    std::vector<double> member, nonmember;
+};
+
+// Per-thread buffers.
 template <class K>
 struct Scratch {
     std::vector<K> sort;
-    std::vector<double> member, nonmember;
+    RatioTables tables;
 };
 
 // Sweeps the distinct values (ascending runs: n_a members, n_b non-members
@@ -118,7 +110,7 @@ struct Scratch {
 // np.sum(tr >= t) / (len(tr) + 0.0) and np.sum(te < t) / (len(te) + 0.0) for
 // every count (counting in double is exact below 2**53).
 template <class K, class Runs>
-double sweep(Runs runs, std::int64_t n_in, std::int64_t n_out, std::vector<K>& winners, Scratch<K>& t) {
+double sweep(Runs runs, std::int64_t n_in, std::int64_t n_out, std::vector<K>& winners, RatioTables& t) {
     t.member.resize(n_in + 1);
     t.nonmember.resize(n_out + 1);
     const double d_in = static_cast<double>(n_in), d_out = static_cast<double>(n_out);
@@ -146,21 +138,24 @@ double sweep(Runs runs, std::int64_t n_in, std::int64_t n_out, std::vector<K>& w
 template <class T>
 ClassBest<key_t<T>> best_per_class_cpu(const Sides<T>& s) {
     using K = key_t<T>;
+    // Grouping streams through memory at bandwidth on one thread; the one
+    // parallel region of the fit (each has a barrier, which stalls while a
+    // team thread is descheduled on a busy machine) does the sorting: one
+    // task per (class, side), and whichever finishes a class's second side
+    // sweeps it.
+    Grouped<K> in(s.in, s.in_labels, s.n_in, s.num_classes, "values_in", "labels_in");
+    Grouped<K> out(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
+    const std::int64_t C = s.num_classes;
+    ClassBest<K> best(C);
+    std::vector<std::atomic<int>> sorted_sides(C);
     const bool parallel = s.n_in + s.n_out >= kParallelMinWork;
-    std::optional<Grouped<K>> in, out;  // grouped concurrently
-    parallel_for_each<char>(2, parallel, [&](std::int64_t side, char&) {
-        if (side == 0)
-            in.emplace(s.in, s.in_labels, s.n_in, s.num_classes, "values_in", "labels_in");
-        else
-            out.emplace(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
-    });
-    ClassBest<K> best(s.num_classes);
-    parallel_for_each<Scratch<K>>(s.num_classes, parallel, [&](std::int64_t c, Scratch<K>& scratch) {
-        const std::int64_t ni = in->size[c], no = out->size[c];
+    parallel_for_each<Scratch<K>>(2 * C, parallel, [&](std::int64_t task, Scratch<K>& scratch) {
+        const std::int64_t c = task / 2, ni = in.size[c], no = out.size[c];
         if (ni == 0 || no == 0) return;
-        const K* a = in->sorted(c, scratch.sort);
-        const K* b = out->sorted(c, scratch.sort);
-        best.accuracy[c] = sweep(sorting::SentinelRuns<K, +1>(a, b), ni, no, best.winners[c], scratch);
+        (task % 2 == 0 ? in : out).sort(c, scratch.sort);
+        if (sorted_sides[c].fetch_add(1, std::memory_order_acq_rel) == 0) return;
+        const sorting::SentinelRuns<K, +1> runs(in.segment(c), out.segment(c));
+        best.accuracy[c] = sweep(runs, ni, no, best.winners[c], scratch.tables);
     });
     return best;
 }
@@ -177,7 +172,7 @@ ClassBest<key_t<T>> best_per_class_cuda(const Sides<T>& s) {
     std::transform(s.out, s.out + s.n_out, out.begin(), to_key<T>);
     const auto runs = cuda::labelled_runs(in.data(), s.in_labels, in.size(), out.data(), s.out_labels, out.size());
     ClassBest<K> best(s.num_classes);
-    Scratch<K> scratch;
+    RatioTables tables;
     std::size_t begin = 0;
     while (begin < runs.label.size()) {
         const std::int64_t c = runs.label[begin];
@@ -190,7 +185,7 @@ ClassBest<key_t<T>> best_per_class_cuda(const Sides<T>& s) {
         if (ni > 0 && no > 0) {
             sorting::ArrayRuns<K> class_runs(runs.key.data() + begin, runs.n_a.data() + begin,
                                              runs.n_b.data() + begin, end - begin);
-            best.accuracy[c] = sweep(class_runs, ni, no, best.winners[c], scratch);
+            best.accuracy[c] = sweep(class_runs, ni, no, best.winners[c], tables);
         }
         begin = end;
     }

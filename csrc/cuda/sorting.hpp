@@ -42,17 +42,21 @@ struct RocPoints {
 RocPoints<std::uint32_t> roc_points(const std::uint32_t* keys, const bool* positive, std::size_t n);
 RocPoints<std::uint64_t> roc_points(const std::uint64_t* keys, const bool* positive, std::size_t n);
 
-// Counting for the risk histograms of ONE side (members or non-members); see
-// risk_histograms.hpp for the table layout.  `labels` are in [0, rows - 1)
-// (validated by the caller); row `rows - 1` is the pooled histogram and is
-// filled (record i in block i / block_size) only when `pooled` is true.
-// Rows with skip[row] true are left at zero.
+// Count tables of the risk histograms for ONE side (members or non-members),
+// layout as in risk_kernels.hpp: class c's values (in input order) fill
+// blocks block_offset[c] ... in order of kBlock values each, binned on edges
+// row c (classes x (bins + 1)); when pooled_edges is not null every value
+// also fills the pooled row's blocks from block_offset[classes] (block =
+// input position / kBlock).  class_start[c] is the number of values of
+// classes before c.  `table` receives block_offset[classes + 1] * (bins + 2)
+// counters.  Values must be finite and labels in range (checked by the
+// caller).
 void histogram_counts(const float* values, const std::int64_t* labels, std::size_t n, const double* edges,
-                      std::int64_t rows, int bins, const std::int64_t* row_start, const std::int64_t* block_offset,
-                      const bool* skip, bool pooled, bool floor, std::int64_t* table);
+                      const double* pooled_edges, std::int64_t classes, int bins, bool floor,
+                      const std::int64_t* class_start, const std::int64_t* block_offset, std::int64_t* table);
 void histogram_counts(const double* values, const std::int64_t* labels, std::size_t n, const double* edges,
-                      std::int64_t rows, int bins, const std::int64_t* row_start, const std::int64_t* block_offset,
-                      const bool* skip, bool pooled, bool floor, std::int64_t* table);
+                      const double* pooled_edges, std::int64_t classes, int bins, bool floor,
+                      const std::int64_t* class_start, const std::int64_t* block_offset, std::int64_t* table);
 
 // Risk scores r = h_in / (h_in + h_out * odds) of values (class labels),
 // with the reference's bin lookup and outward search; `odds` is
