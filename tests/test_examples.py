@@ -44,3 +44,15 @@ def test_shadow_models_dask(tmp_path):
     out = _run("shadow_models_dask.py", "--shadows", "2", "--epochs", "2", "--size", "100",
                "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert "trained now: []" in out and "resumed from" in out
+
+
+def test_seqmia_fashion_mnist(tmp_path):
+    from tfmia.datasets import DEBIAN_FASHION_MNIST
+
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    args = ["--split-size", "200", "--distill-size", "400", "--epochs", "2", "--distill-epochs", "2",
+            "--attack-epochs", "2", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "report")]
+    out = _run("seqmia_fashion_mnist.py", *args, cwd=tmp_path)
+    assert "SeqMIA" in out and "modified_entropy (class-dependent threshold)" in out
+    assert (tmp_path / "report" / "report.html").exists()
