@@ -1,0 +1,203 @@
+"""White-box attack features of a set of records: :class:`FeatureRecords`.
+
+A white-box attacker reads, for each record, a feature vector from the model
+(its output probabilities, an intermediate layer, gradient statistics, the
+distance to the decision boundary) next to the record's true and predicted
+class and its loss, which the evaluation slices by.
+:meth:`FeatureRecords.from_model` computes all of it in one pass over the
+records, ``batch_size`` at a time.
+
+Named features (``FEATURES``) and their options:
+
+==================  ==================================================  =========================
+name                columns                                             options
+==================  ==================================================  =========================
+confidence          the C output probabilities                          --
+intermediate        the flattened activations of one layer              ``layer``
+gradient_weights    the 7 statistics of the loss gradient w.r.t.        :class:`GradientStatsExtractor`
+                    all trainable weights
+gradient_input      the 7 statistics of the gradient w.r.t. the input   :class:`GradientStatsExtractor`
+boundary            the L2 distance to the decision boundary (NaN:      :class:`BoundaryExtractor`
+                    the search failed)
+==================  ==================================================  =========================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import signals as _signals
+from .._validate import as_float_array, as_labels, check_positive_int
+from ._batching import iter_batches, progress_bar
+from .boundary import BoundaryExtractor
+from .gradients import GradientStatsExtractor
+from .intermediate import IntermediateExtractor
+from .predictions import outputs_are_logits
+
+__all__ = ["FEATURES", "DEFAULT_BATCH_SIZE", "FeatureRecords", "make_extractor"]
+
+FEATURES = ("confidence", "intermediate", "gradient_weights", "gradient_input", "boundary")
+
+DEFAULT_BATCH_SIZE = {"confidence": 256, "intermediate": 256, "gradient_weights": 32, "gradient_input": 32, "boundary": 64}
+"""Records per batch by feature: per-sample gradients cost ``batch x parameters`` of memory."""
+
+
+def make_extractor(model, features: str, *, batch_size: int, from_logits: bool, options: dict):
+    """``(columns, fn)``: ``fn(x_batch, y_batch, probs_batch)`` gives the batch's (b, d) feature rows."""
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    options = dict(options)
+    if features == "confidence":
+        if options:
+            raise ValueError(f"features='confidence' takes no options, got {sorted(options)}")
+        width = int(model.outputs[0].shape[-1])
+        return tuple(f"probability_{c}" for c in range(width)), lambda x, y, probs: probs
+    if features == "intermediate":
+        unknown = set(options) - {"layer"}
+        if unknown:
+            raise ValueError(f"features='intermediate' takes only the option 'layer', got {sorted(unknown)}")
+        extractor = IntermediateExtractor(model, options.get("layer"))
+        return extractor.columns, lambda x, y, probs: extractor(x)
+    if features == "boundary":
+        extractor = BoundaryExtractor(model, from_logits=from_logits, **options)
+        return extractor.columns, lambda x, y, probs: extractor.features(x)
+    wrt = features.split("_", 1)[1]
+    extractor = GradientStatsExtractor(model, wrt=wrt, batch_size=batch_size, from_logits=from_logits, **options)
+    return extractor.columns, lambda x, y, probs: extractor(x, y)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureRecords:
+    """Attack features of N records with their true and predicted classes.
+
+    Attributes:
+        features: (N, d) float64; NaN marks a missing value (a failed boundary search).
+        labels: (N,) true classes.
+        predicted_labels: (N,) the target's predicted classes.
+        losses: (N,) the target's cross-entropy per record, or None.
+        columns: d column names.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    predicted_labels: np.ndarray
+    losses: np.ndarray | None = None
+    columns: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        features = np.asarray(self.features)
+        if features.ndim == 1:
+            features = features[:, None]
+        features = as_float_array(features, "features", ndim=2).astype(np.float64, copy=False)
+        if np.isinf(features).any():
+            raise ValueError("features must not contain Inf (NaN marks a missing value)")
+        n = features.shape[0]
+        object.__setattr__(self, "features", features)
+        object.__setattr__(self, "labels", as_labels(self.labels, "labels", n=n))
+        object.__setattr__(self, "predicted_labels", as_labels(self.predicted_labels, "predicted_labels", n=n))
+        if self.losses is not None:
+            losses = as_float_array(self.losses, "losses", ndim=1).astype(np.float64, copy=False)
+            if losses.shape[0] != n:
+                raise ValueError(f"losses has {losses.shape[0]} entries, expected {n}")
+            object.__setattr__(self, "losses", losses)
+        columns = tuple(f"feature_{i}" for i in range(features.shape[1])) if self.columns is None else tuple(self.columns)
+        if len(columns) != features.shape[1]:
+            raise ValueError(f"columns names {len(columns)} columns but features has {features.shape[1]}")
+        object.__setattr__(self, "columns", columns)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Whether the target classifies each record correctly."""
+        return self.labels == self.predicted_labels
+
+    def subset(self, index) -> "FeatureRecords":
+        """The records selected by an index array or boolean mask."""
+        index = np.asarray(index)
+        return FeatureRecords(
+            self.features[index],
+            self.labels[index],
+            self.predicted_labels[index],
+            None if self.losses is None else self.losses[index],
+            self.columns,
+        )
+
+    def select(self, columns) -> "FeatureRecords":
+        """The same records with only the given columns (names or indices)."""
+        index = []
+        for column in columns:
+            if isinstance(column, str):
+                if column not in self.columns:
+                    raise ValueError(f"column {column!r} is not one of {list(self.columns)}")
+                index.append(self.columns.index(column))
+            else:
+                if not -len(self.columns) <= int(column) < len(self.columns):
+                    raise ValueError(f"column index {column} is out of range for {len(self.columns)} columns")
+                index.append(int(column) % len(self.columns))
+        if not index:
+            raise ValueError("columns must name at least one column")
+        return FeatureRecords(
+            self.features[:, index], self.labels, self.predicted_labels, self.losses, tuple(self.columns[i] for i in index)
+        )
+
+    @classmethod
+    def concatenate(cls, parts) -> "FeatureRecords":
+        """Records of several FeatureRecords with the same columns, one after another."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("parts must not be empty")
+        if len({p.columns for p in parts}) != 1:
+            raise ValueError("cannot concatenate FeatureRecords with different columns")
+        losses = [p.losses for p in parts]
+        return cls(
+            np.concatenate([p.features for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.predicted_labels for p in parts]),
+            None if any(loss is None for loss in losses) else np.concatenate(losses),
+            parts[0].columns,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model,
+        x,
+        y=None,
+        *,
+        features: str = "gradient_weights",
+        batch_size: int | None = None,
+        from_logits: bool | None = None,
+        verbose: int = 0,
+        **options,
+    ) -> "FeatureRecords":
+        """Compute ``features`` (see ``FEATURES``) of every record in one pass over ``x``.
+
+        ``x`` is an array with labels ``y`` or a ``tf.data.Dataset`` of
+        ``(x, y)`` batches (read once).  ``options`` go to the feature's
+        extractor (e.g. ``layer=`` for intermediate features, ``clip=`` for
+        the boundary distance).  ``batch_size`` defaults to
+        ``DEFAULT_BATCH_SIZE[features]``.
+        """
+        import tensorflow as tf
+
+        batch_size = check_positive_int(DEFAULT_BATCH_SIZE.get(features, 32) if batch_size is None else batch_size, "batch_size")
+        is_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
+        columns, extract = make_extractor(model, features, batch_size=batch_size, from_logits=is_logits, options=options)
+        predict = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
+        progress = progress_bar(x, verbose)
+        rows, labels, predicted, losses = [], [], [], []
+        for xb, yb in iter_batches(model, x, y, batch_size=batch_size):
+            outputs = np.asarray(predict(xb))
+            signals = _signals.compute(outputs, yb, is_logits)
+            probs = np.asarray(tf.nn.softmax(outputs)) if is_logits else outputs
+            rows.append(extract(xb, yb, probs))
+            labels.append(yb)
+            predicted.append(outputs.argmax(axis=1))
+            losses.append(signals["loss"])
+            if progress is not None:
+                progress.add(xb.shape[0])
+        return cls(np.concatenate(rows), np.concatenate(labels), np.concatenate(predicted), np.concatenate(losses), columns)
