@@ -197,6 +197,15 @@ def test_feature_records_from_a_model(digits_target, features):
         np.testing.assert_allclose(records.features, outputs, rtol=1e-6)
 
 
+def test_confidence_features_of_a_logits_model_are_probabilities(digits_target):
+    model, (x, y), _ = digits_target
+    # the same network without the final softmax: it outputs logits
+    logits_model = keras.Sequential([keras.Input((64,)), model.layers[0], keras.layers.Dense(10)])
+    logits_model.layers[-1].set_weights(model.layers[-1].get_weights())
+    records = FeatureRecords.from_model(logits_model, x[:12], y[:12], features="confidence")
+    np.testing.assert_allclose(records.features, model.predict(x[:12], verbose=0), rtol=1e-5, atol=1e-7)
+
+
 def test_fit_evaluate_on_model_records(digits_target):
     model, members, non_members = digits_target
     attack = FeatureAttack("gradient_input", "logreg", feature_options={"batch_size": 50})

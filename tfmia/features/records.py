@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import special
 
 from .. import signals as _signals
 from .._validate import as_float_array, as_labels, check_positive_int
@@ -182,18 +183,15 @@ class FeatureRecords:
         the boundary distance).  ``batch_size`` defaults to
         ``DEFAULT_BATCH_SIZE[features]``.
         """
-        import tensorflow as tf
-
         batch_size = check_positive_int(DEFAULT_BATCH_SIZE.get(features, 32) if batch_size is None else batch_size, "batch_size")
         is_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
         columns, extract = make_extractor(model, features, batch_size=batch_size, from_logits=is_logits, options=options)
-        predict = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
         progress = progress_bar(x, verbose)
         rows, labels, predicted, losses = [], [], [], []
         for xb, yb in iter_batches(model, x, y, batch_size=batch_size):
-            outputs = np.asarray(predict(xb))
+            outputs = np.asarray(model.predict_on_batch(xb))  # the model's own cached inference function
             signals = _signals.compute(outputs, yb, is_logits)
-            probs = np.asarray(tf.nn.softmax(outputs)) if is_logits else outputs
+            probs = special.softmax(outputs, axis=1) if is_logits else outputs
             rows.append(extract(xb, yb, probs))
             labels.append(yb)
             predicted.append(outputs.argmax(axis=1))
