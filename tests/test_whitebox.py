@@ -206,6 +206,29 @@ def test_confidence_features_of_a_logits_model_are_probabilities(digits_target):
     np.testing.assert_allclose(records.features, model.predict(x[:12], verbose=0), rtol=1e-5, atol=1e-7)
 
 
+def test_feature_pass_resumes_from_its_run_directory(digits_target, tmp_path):
+    model, (x, y), _ = digits_target
+    settings = {"features": "gradient_input", "batch_size": 8, "run_dir": tmp_path, "checkpoint_every": 2}
+    first = FeatureRecords.from_model(model, x[:50], y[:50], **settings)
+    chunks = sorted(p.name for p in tmp_path.glob("chunk_*.npz"))
+    assert chunks == [f"chunk_{i:06d}.npz" for i in range(4)]  # 7 batches, 2 per chunk
+    # mark a saved chunk and drop the last one: a rerun loads the first and recomputes the last
+    saved = dict(np.load(tmp_path / chunks[0]))
+    np.savez(tmp_path / chunks[0], **{**saved, "features": saved["features"] + 1.0})
+    (tmp_path / chunks[-1]).unlink()
+    again = FeatureRecords.from_model(model, x[:50], y[:50], **settings)
+    np.testing.assert_allclose(again.features[:16], first.features[:16] + 1.0)
+    np.testing.assert_allclose(again.features[16:], first.features[16:], rtol=1e-6)
+    np.testing.assert_array_equal(again.labels, y[:50])
+    with pytest.raises(ValueError, match="different configuration"):
+        FeatureRecords.from_model(model, x[:40], y[:40], **settings)
+    reversed_data = tf.data.Dataset.from_tensor_slices((x[:50][::-1], y[:50][::-1])).batch(8)
+    FeatureRecords.from_model(model, tf.data.Dataset.from_tensor_slices((x[:50], y[:50])).batch(8),
+                              **{**settings, "run_dir": tmp_path / "stream"})
+    with pytest.raises(ValueError, match="records differ from the saved run"):
+        FeatureRecords.from_model(model, reversed_data, **{**settings, "run_dir": tmp_path / "stream"})
+
+
 def test_fit_evaluate_on_model_records(digits_target):
     model, members, non_members = digits_target
     attack = FeatureAttack("gradient_input", "logreg", feature_options={"batch_size": 50})

@@ -172,30 +172,117 @@ class FeatureRecords:
         features: str = "gradient_weights",
         batch_size: int | None = None,
         from_logits: bool | None = None,
+        run_dir=None,
+        checkpoint_every: int = 50,
         verbose: int = 0,
         **options,
     ) -> "FeatureRecords":
         """Compute ``features`` (see ``FEATURES``) of every record in one pass over ``x``.
 
         ``x`` is an array with labels ``y`` or a ``tf.data.Dataset`` of
-        ``(x, y)`` batches (read once).  ``options`` go to the feature's
-        extractor (e.g. ``layer=`` for intermediate features, ``clip=`` for
-        the boundary distance).  ``batch_size`` defaults to
+        ``(x, y)`` batches (read once, in a fixed order).  ``options`` go to
+        the feature's extractor (e.g. ``layer=`` for intermediate features,
+        ``clip=`` for the boundary distance).  ``batch_size`` defaults to
         ``DEFAULT_BATCH_SIZE[features]``.
+
+        With ``run_dir``, every ``checkpoint_every`` batches are saved there as
+        they finish; a rerun with the same model weights, data and settings
+        loads them instead of recomputing (batches are still read, to check
+        their labels against the saved ones).
         """
         batch_size = check_positive_int(DEFAULT_BATCH_SIZE.get(features, 32) if batch_size is None else batch_size, "batch_size")
+        check_positive_int(checkpoint_every, "checkpoint_every")
         is_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
         columns, extract = make_extractor(model, features, batch_size=batch_size, from_logits=is_logits, options=options)
-        progress = progress_bar(x, verbose)
-        rows, labels, predicted, losses = [], [], [], []
-        for xb, yb in iter_batches(model, x, y, batch_size=batch_size):
+        run = None
+        if run_dir is not None:
+            settings = {"features": features, "batch_size": batch_size, "from_logits": is_logits,
+                        "checkpoint_every": checkpoint_every, "columns": list(columns)}
+            run = _checkpoints(run_dir, model, x, y, settings, options)
+
+        def compute(xb, yb) -> dict[str, np.ndarray]:
             outputs = np.asarray(model.predict_on_batch(xb))  # the model's own cached inference function
-            signals = _signals.compute(outputs, yb, is_logits)
             probs = special.softmax(outputs, axis=1) if is_logits else outputs
-            rows.append(extract(xb, yb, probs))
-            labels.append(yb)
-            predicted.append(outputs.argmax(axis=1))
-            losses.append(signals["loss"])
+            return {
+                "features": extract(xb, yb, probs),
+                "labels": yb,
+                "predicted": outputs.argmax(axis=1),
+                "losses": _signals.compute(outputs, yb, is_logits)["loss"],
+            }
+
+        progress = progress_bar(x, verbose)
+        chunks = _Chunks(run, checkpoint_every)
+        for xb, yb in iter_batches(model, x, y, batch_size=batch_size):
+            chunks.add(xb, yb, compute)
             if progress is not None:
                 progress.add(xb.shape[0])
-        return cls(np.concatenate(rows), np.concatenate(labels), np.concatenate(predicted), np.concatenate(losses), columns)
+        merged = chunks.finish()
+        return cls(merged["features"], merged["labels"], merged["predicted"], merged["losses"], columns)
+
+
+def _checkpoints(run_dir, model, x, y, settings: dict, options: dict):
+    """The RunDirectory of a feature pass, keyed by the model's weights, the data and the settings."""
+    import tensorflow as tf
+
+    from ..runs import RunDirectory, fingerprint_arrays
+
+    if isinstance(x, tf.data.Dataset):
+        data = "tf.data.Dataset (labels checked per batch)"
+    elif y is None:
+        raise ValueError("y (the true labels) is required when x is an array")
+    else:
+        data = fingerprint_arrays(np.asarray(x), np.asarray(y))
+    config = {
+        **settings,
+        "options": {k: repr(v) for k, v in sorted(options.items())},
+        "model_weights": fingerprint_arrays(*[np.asarray(w) for w in model.weights]),
+        "data": data,
+    }
+    return RunDirectory(run_dir, "feature_records", config)
+
+
+class _Chunks:
+    """Per-batch results grouped into chunks of ``every`` batches, saved to / loaded from a run directory."""
+
+    def __init__(self, run, every: int):
+        self.run, self.every = run, every
+        self.done: list[dict[str, np.ndarray]] = []
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.stored: dict[str, np.ndarray] | None = None
+        self.batches = 0
+        self.offset = 0
+
+    def _name(self) -> str:
+        return f"chunk_{len(self.done):06d}.npz"
+
+    def add(self, xb, yb, compute) -> None:
+        if self.batches == 0 and self.run is not None and self.run.has(self._name()):
+            self.stored = self.run.load_arrays(self._name())
+        if self.stored is not None:
+            expected = self.stored["labels"][self.offset : self.offset + yb.shape[0]]
+            if not np.array_equal(expected, yb):
+                raise ValueError(f"{self.run.root}: the records differ from the saved run (labels of "
+                                 f"{self._name()} do not match); use a new run_dir")
+            self.offset += yb.shape[0]
+        else:
+            self.pending.append(compute(xb, yb))
+        self.batches += 1
+        if self.batches == self.every:
+            self._close()
+
+    def _close(self) -> None:
+        if self.stored is not None:
+            if self.offset != self.stored["labels"].shape[0]:
+                raise ValueError(f"{self.run.root}: {self._name()} holds more records than the data; use a new run_dir")
+            chunk = self.stored
+        else:
+            chunk = {key: np.concatenate([p[key] for p in self.pending]) for key in self.pending[0]}
+            if self.run is not None:
+                self.run.save_arrays(self._name(), **chunk)
+        self.done.append(chunk)
+        self.pending, self.stored, self.batches, self.offset = [], None, 0, 0
+
+    def finish(self) -> dict[str, np.ndarray]:
+        if self.batches:
+            self._close()
+        return {key: np.concatenate([c[key] for c in self.done]) for key in self.done[0]}
