@@ -1,7 +1,179 @@
-// Placeholder registration; the kernels land with their own commit.
+// Streaming per-sample gradient statistics (tfmia.gradstats), Python binding.
+//
+// The Python accumulator owns an (n, 9) float64 state, one row per sample:
+//   mean, mean_lo (the mean as a double-double), M2, M3, M4 (central moment
+//   sums), sum |g|, sum g^2, min |g|, max |g|,
+// and the element count, which is the same for every row.  update() folds one
+// (n, p) chunk into it; finalize() turns it into the seven statistics.
+//
+// update() cuts every row of the chunk into the same fixed segments
+// (independent of the thread count, so results are reproducible), summarises
+// each (row, segment) in parallel with the vectorised kernel of
+// row_kernels_impl.hpp or the CUDA kernel, then merges each row's segments in
+// order into its state with the pairwise formulas of moments.hpp.  NaN/Inf is
+// found in the same pass and reported before the state is touched, so a failed
+// update leaves the accumulator as it was.  Extra memory: 80 bytes per
+// (row, segment), at most 64 segments per row.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
 #include "common.hpp"
+#include "moments.hpp"
 #include "registry.hpp"
+#include "row_kernels.hpp"
+
+#ifdef TFMIA_HAVE_CUDA
+#include "cuda/rows.hpp"
+#endif
 
 namespace tfmia {
-void register_gradstats(py::module_&) {}
+
+namespace {
+
+using gradstats::Moments;
+
+constexpr py::ssize_t kStateColumns = 9;  // mean, mean_lo, M2, M3, M4, l1, l2sq, min_abs, max_abs
+constexpr std::int64_t kSegment = 16384;  // elements per segment, at least
+constexpr std::int64_t kMaxSegments = 64;
+
+// Segments per row for p elements: enough to keep every thread busy when there
+// are few rows, never so many that the partial summaries add up.
+std::int64_t segments_for(std::int64_t p) { return std::min(kMaxSegments, (p + kSegment - 1) / kSegment); }
+
+Moments state_row(const double* s, std::int64_t count) {
+    return Moments{static_cast<double>(count), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]};
+}
+
+void store_state_row(double* s, const Moments& m) {
+    const double values[kStateColumns] = {m.mean, m.mean_lo, m.m2, m.m3, m.m4, m.l1, m.l2sq, m.min_abs, m.max_abs};
+    std::copy(values, values + kStateColumns, s);
+}
+
+// Summaries of every (row, segment) of the chunk on the CPU; returns the first
+// row holding NaN/Inf, or -1.
+template <class T>
+std::int64_t segment_moments_cpu(const T* chunk, std::int64_t n, std::int64_t p, std::int64_t segments,
+                                 Moments* partials) {
+    const RowKernels& kernels = row_kernels();
+    auto moments = [&kernels]() {
+        if constexpr (std::is_same_v<T, float>)
+            return kernels.moments_f32;
+        else
+            return kernels.moments_f64;
+    }();
+    const std::int64_t seg_len = (p + segments - 1) / segments;
+    const std::int64_t items = n * segments;
+    std::int64_t first_bad = n;
+    // Below ~1M elements (about a millisecond of work) a thread team is not worth waking.
+#pragma omp parallel for schedule(dynamic, 16) reduction(min : first_bad) if (n * p >= (1 << 20))
+    for (std::int64_t item = 0; item < items; ++item) {
+        const std::int64_t row = item / segments, start = (item % segments) * seg_len;
+        const std::int64_t len = std::min(seg_len, p - start);
+        if (!moments(chunk + row * p + start, len, partials[item])) first_bad = std::min(first_bad, row);
+    }
+    return first_bad < n ? first_bad : -1;
+}
+
+template <class T>
+void update(py::array state, std::int64_t count, const py::array& chunk, bool use_cuda) {
+    const std::int64_t n = chunk.shape(0), p = chunk.shape(1);
+    const T* data = static_cast<const T*>(chunk.data());
+    double* s = static_cast<double*>(state.mutable_data());
+    const std::int64_t segments = segments_for(p);
+    std::vector<Moments> partials(static_cast<std::size_t>(n * segments));
+    std::int64_t first_bad;
+    {
+        py::gil_scoped_release release;
+        if (use_cuda) {
+#ifdef TFMIA_HAVE_CUDA
+            first_bad = cuda::segment_moments(data, n, p, segments, partials.data());
+#else
+            fail("device='cuda' is not available: tfmia was built without CUDA (rebuild with TFMIA_CUDA=ON)");
+#endif
+        } else {
+            first_bad = segment_moments_cpu(data, n, p, segments, partials.data());
+        }
+        if (first_bad < 0) {
+#pragma omp parallel for schedule(static) if (n * segments >= (1 << 15))
+            for (std::int64_t row = 0; row < n; ++row) {
+                const Moments* part = partials.data() + row * segments;
+                Moments chunk_row = part[0];
+                for (std::int64_t k = 1; k < segments; ++k) chunk_row = gradstats::merge(chunk_row, part[k]);
+                double* srow = s + row * kStateColumns;
+                store_state_row(srow, gradstats::merge(state_row(srow, count), chunk_row));
+            }
+        }
+    }
+    if (first_bad >= 0) fail("chunk contains NaN or Inf (first in row " + std::to_string(first_bad) + ")");
+}
+
+void check_state(const py::array& state, std::int64_t count) {
+    require(float_type(state, "state") == FloatType::f64, "state must be float64");
+    require_ndim(state, "state", 2);
+    require_c_contiguous(state, "state");
+    require(state.shape(1) == kStateColumns, "state must have 9 columns");
+    require(state.shape(0) >= 1, "state must have at least one row");
+    require(count >= 0, "count must be >= 0");
+}
+
+void update_entry(const py::array& state, std::int64_t count, const py::array& chunk, bool use_cuda) {
+    check_state(state, count);
+    require(state.writeable(), "state must be writeable");
+    const FloatType type = float_type(chunk, "chunk");
+    require_ndim(chunk, "chunk", 2);
+    require_c_contiguous(chunk, "chunk");
+    require_nonempty(chunk, "chunk");
+    require(chunk.shape(0) == state.shape(0), "chunk has " + std::to_string(chunk.shape(0)) +
+                                                  " rows, expected n=" + std::to_string(state.shape(0)));
+    if (type == FloatType::f32)
+        update<float>(state, count, chunk, use_cuda);
+    else
+        update<double>(state, count, chunk, use_cuda);
+}
+
+// The seven statistics per row.  Skewness and kurtosis follow scipy.stats
+// (biased; kurtosis Fisher) including its rule for (near-)constant rows: NaN
+// where m2 <= (eps * mean)^2, eps the float64 machine epsilon.
+py::array_t<double> finalize_entry(const py::array& state, std::int64_t count) {
+    check_state(state, count);
+    require(count >= 1, "count must be >= 1: call update(chunk) before finalize()");
+    const std::int64_t n = state.shape(0);
+    py::array_t<double> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(7)});
+    const double* s = static_cast<const double*>(state.data());
+    double* o = out.mutable_data();
+    const double eps = std::numeric_limits<double>::epsilon();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (std::int64_t row = 0; row < n; ++row) {
+        const Moments m = state_row(s + row * kStateColumns, count);
+        const double m2 = m.m2 / m.n, m3 = m.m3 / m.n, m4 = m.m4 / m.n;
+        const double mean = m.mean + m.mean_lo;
+        const bool constant = m2 <= (eps * mean) * (eps * mean);
+        double* r = o + row * 7;
+        r[0] = m.l1;
+        r[1] = std::sqrt(m.l2sq);
+        r[2] = m.min_abs;
+        r[3] = m.max_abs;
+        r[4] = mean;
+        r[5] = constant ? nan : m3 / std::pow(m2, 1.5);
+        r[6] = constant ? nan : m4 / (m2 * m2) - 3.0;
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_gradstats(py::module_& m) {
+    m.def("gradstats_update", &update_entry, py::arg("state"), py::arg("count"), py::arg("chunk"),
+          py::arg("use_cuda") = false,
+          "Fold an (n, p) float32/float64 chunk into the (n, 9) float64 state of tfmia.gradstats."
+          "GradientStats, which so far summarises `count` elements per row.  In place; the state is "
+          "unchanged if the chunk holds NaN or Inf (ValueError).");
+    m.def("gradstats_finalize", &finalize_entry, py::arg("state"), py::arg("count"),
+          "The (n, 7) statistics l1, l2, min_abs, max_abs, mean, skewness, kurtosis of a state.");
+}
+
 }  // namespace tfmia

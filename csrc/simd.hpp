@@ -1,49 +1,38 @@
-// Eight-double SIMD lanes for the CPU row kernels (GCC/Clang vector extensions).
+// SIMD lanes of doubles for the CPU row kernels (GCC/Clang vector extensions).
 //
-// The row kernels accumulate in `vdouble` lanes and finish the row with a
-// scalar tail and a fixed-order horizontal reduction, so results do not depend
-// on the instruction set.  A 64-byte vector is one AVX-512 register; on AVX2 or
-// SSE2 the compiler splits it into two or four registers.  Explicit vectors
-// (rather than auto-vectorised loops) are used because GCC will not if-convert
-// the selects of exp/log under the default -ftrapping-math, and `omp simd`
-// reductions lose their vectorisation inside target clones.
-//
-// TFMIA_TARGET_CLONES compiles a function for AVX-512, AVX2+FMA, AVX+FMA and
-// baseline x86-64 and picks one at load time (GCC function multiversioning), so
-// a portable build still uses the wide units of the machine it runs on.
+// The lane count is the native register width of the instruction set the
+// including file compiles for, set by it as TFMIA_SIMD_WIDTH: 8 for AVX-512,
+// 4 for AVX/AVX2, 2 for SSE2 and other baselines.  (GCC lowers wider vectors
+// into several native ones, but then turns their masks into scalar code.)
+// Code on vdouble must be compiled for the instruction set it runs on, which is
+// why it lives in row_kernels_impl.hpp, included once per instruction set (see
+// row_kernels.hpp): GCC fixes the shape of vector masks when it compiles a
+// function, so a generic helper compiled for baseline x86-64 and inlined into
+// an AVX-512 function (e.g. by target_clones) comes out partly scalar.
 #pragma once
 
 #if !defined(__GNUC__)
 #error "tfmia's CPU row kernels need GCC or Clang vector extensions"
 #endif
+#if !defined(TFMIA_SIMD_WIDTH)
+#error "define TFMIA_SIMD_WIDTH (doubles per vector register) before including simd.hpp"
+#endif
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 
 #include "vecmath.hpp"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TFMIA_TARGET_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "fma", "default")))
-#else
-#define TFMIA_TARGET_CLONES
-#endif
-
 namespace tfmia::simd {
 
-constexpr int kWidth = 8;
+constexpr int kWidth = TFMIA_SIMD_WIDTH;
 typedef double vdouble __attribute__((vector_size(kWidth * sizeof(double))));
 typedef std::int64_t vint __attribute__((vector_size(kWidth * sizeof(std::int64_t))));
 typedef std::uint64_t vbits __attribute__((vector_size(kWidth * sizeof(std::uint64_t))));
 typedef float vfloat __attribute__((vector_size(kWidth * sizeof(float))));
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kMaxFinite = std::numeric_limits<double>::max();
-
-TFMIA_HD vdouble splat(double v) { return v - vdouble{}; }
-
-// Loads kWidth consecutive values (unaligned) as doubles.
+// kWidth consecutive values (unaligned) as doubles.
 TFMIA_HD vdouble load(const double* p) {
     vdouble v;
     std::memcpy(&v, p, sizeof v);
@@ -57,49 +46,55 @@ TFMIA_HD vdouble load(const float* p) {
 
 TFMIA_HD void store(double* p, const vdouble& v) { std::memcpy(p, &v, sizeof v); }
 
-// Column indices start, start + 1, ..., start + kWidth - 1.
-TFMIA_HD vint iota(std::int64_t start) {
-    const vint lanes = {0, 1, 2, 3, 4, 5, 6, 7};
-    return lanes + start;
+// Every lane equal to j.
+TFMIA_HD vint splat(std::int64_t j) { return vint{} + j; }
+
+// Lanes j, j + 1, ..., j + kWidth - 1.
+TFMIA_HD vint iota(std::int64_t j) {
+    vint v;
+    for (int i = 0; i < kWidth; ++i) v[i] = j + i;
+    return v;
 }
 
-// All-true mask where |v| is finite (false for NaN and +-Inf).
-TFMIA_HD vint finite(const vdouble& v) {
-    const vbits magnitude = __builtin_bit_cast(vbits, v) & 0x7fffffffffffffffULL;
-    return __builtin_bit_cast(vdouble, magnitude) <= kMaxFinite;
+namespace detail {
+// One butterfly stage of a transpose: pairs of rows (a, b), b = a + B, swap
+// their off-diagonal blocks of B lanes.
+template <int B>
+TFMIA_HD void transpose_pair(vdouble& a, vdouble& b) {
+    vint lo, hi;
+    for (int k = 0; k < kWidth; ++k) {
+        lo[k] = (k & B) ? kWidth + k - B : k;
+        hi[k] = (k & B) ? kWidth + k : k + B;
+    }
+    const vdouble new_a = __builtin_shuffle(a, b, lo), new_b = __builtin_shuffle(a, b, hi);
+    a = new_a;
+    b = new_b;
+}
+template <int B>
+TFMIA_HD void transpose_stages(vdouble* rows) {
+    if constexpr (B < kWidth) {
+        for (int i = 0; i < kWidth; ++i)
+            if (!(i & B)) transpose_pair<B>(rows[i], rows[i + B]);
+        transpose_stages<2 * B>(rows);
+    }
+}
+}  // namespace detail
+
+// Transposes the kWidth x kWidth matrix whose rows are rows[0 .. kWidth) in
+// log2(kWidth) butterfly stages of lane shuffles.
+TFMIA_HD void transpose(vdouble* rows) { detail::transpose_stages<1>(rows); }
+
+TFMIA_HD bool any(const vint& mask) {
+    std::int64_t a = 0;
+    for (int i = 0; i < kWidth; ++i) a |= mask[i];
+    return a != 0;
 }
 
-// Horizontal reductions in lane order (deterministic).
+// Horizontal sum in lane order (deterministic).
 TFMIA_HD double sum(const vdouble& v) {
     double s = v[0];
     for (int i = 1; i < kWidth; ++i) s += v[i];
     return s;
-}
-TFMIA_HD double min(const vdouble& v) {
-    double m = v[0];
-    for (int i = 1; i < kWidth; ++i) m = v[i] < m ? v[i] : m;
-    return m;
-}
-TFMIA_HD double max(const vdouble& v) {
-    double m = v[0];
-    for (int i = 1; i < kWidth; ++i) m = v[i] > m ? v[i] : m;
-    return m;
-}
-TFMIA_HD bool all(const vint& mask) {
-    std::int64_t a = mask[0];
-    for (int i = 1; i < kWidth; ++i) a &= mask[i];
-    return a != 0;
-}
-
-// Largest value and its first column: per-lane (value, first index) pairs
-// folded into (best, best_index), ties going to the smaller index.
-TFMIA_HD void fold_argmax(const vdouble& value, const vint& index, double& best, std::int64_t& best_index) {
-    for (int i = 0; i < kWidth; ++i) {
-        if (value[i] > best || (value[i] == best && index[i] < best_index)) {
-            best = value[i];
-            best_index = index[i];
-        }
-    }
 }
 
 }  // namespace tfmia::simd
@@ -108,6 +103,15 @@ namespace tfmia::vm {
 template <>
 struct Lanes<simd::vdouble> {
     using Bits = simd::vbits;
+    using Index = simd::vint;
+    using Mask = simd::vint;  // all ones where true, as vector comparisons produce
+    TFMIA_HD static Mask all_true() { return ~Mask{}; }
+    TFMIA_HD static bool all(const Mask& m) { return !simd::any(~m); }
+    TFMIA_HD static simd::vdouble sqrt(const simd::vdouble& x) {
+        simd::vdouble r;
+        for (int i = 0; i < simd::kWidth; ++i) r[i] = std::sqrt(x[i]);
+        return r;
+    }
     TFMIA_HD static Bits to_bits(const simd::vdouble& x) { return __builtin_bit_cast(Bits, x); }
     TFMIA_HD static simd::vdouble from_bits(const Bits& u) { return __builtin_bit_cast(simd::vdouble, u); }
 };

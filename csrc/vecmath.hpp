@@ -4,15 +4,15 @@
 // element at a time.  These versions use only arithmetic, selects and integer
 // operations on the IEEE-754 bits, written once as templates over the lane
 // type D:
-//   * D = double            scalar code: CPU row tails, and the CUDA kernels
-//                           (every function is __host__ __device__ there);
+//   * D = double            scalar code, used by the CUDA kernels (every
+//                           function is __host__ __device__ there);
 //   * D = simd::vdouble     eight doubles in a GCC/Clang vector (simd.hpp),
-//                           compiled for SSE2, AVX, AVX2 or AVX-512.
+//                           compiled once per instruction set (row_kernels.hpp).
 // One source for every lane type keeps the CPU and CUDA paths on the same
 // formulas; they differ only by FMA contraction and summation order.
 //
 // Accuracy, measured against numpy in tests/test_signals.py::test_vecmath_*:
-// below 1 ulp for exp, log, log1p and log1m.
+// below 1 ulp for every function here.
 //
 //   exp(x)       Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, then the
 //                degree-13 Taylor polynomial of e^r (truncation < 5e-18
@@ -34,11 +34,15 @@
 //                without cancellation: for p <= 1 - sqrt(1/2) the reduced
 //                argument is f = -p exactly (k = 0); for p <= 1/2 it is
 //                f = 1 - 2p, exact by Sterbenz (k = -1); above 1/2, 1 - p is
-//                itself exact.
+//                itself exact.  log1m_half(p) is the same for p <= 1/2 only.
+//   log_and_log1m(x, p, lo)  log(x) and log1m(p, lo) sharing one division.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "hostdevice.hpp"
 
 #if defined(__GNUC__) && !defined(__CUDACC__)
 // Eight-double vectors (simd.hpp) returned from always-inline functions make
@@ -47,23 +51,22 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-#if defined(__CUDACC__)
-#define TFMIA_HD __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define TFMIA_HD inline __attribute__((always_inline))
-#else
-#define TFMIA_HD inline
-#endif
-
 namespace tfmia::vm {
 
-// Bit access per lane type; simd.hpp specialises it for its vectors.
+// What the generic code needs to know about a lane type: its bit pattern
+// type, the type of per-lane indices and comparison masks, and a few lane-wise
+// operations.  simd.hpp specialises it for its vectors.
 template <class D>
 struct Lanes;
 
 template <>
 struct Lanes<double> {
     using Bits = std::uint64_t;
+    using Index = std::int64_t;
+    using Mask = bool;
+    TFMIA_HD static Mask all_true() { return true; }
+    TFMIA_HD static bool all(Mask m) { return m; }
+    TFMIA_HD static double sqrt(const double& x) { return std::sqrt(x); }
     TFMIA_HD static Bits to_bits(const double& x) {
 #if defined(__CUDA_ARCH__)
         return static_cast<Bits>(__double_as_longlong(x));
@@ -84,7 +87,13 @@ struct Lanes<double> {
     }
 };
 
-// max(x, lo) and min(x, hi) against a constant; NaN in x propagates.
+template <class D>
+using IndexOf = typename Lanes<D>::Index;
+template <class D>
+using MaskOf = typename Lanes<D>::Mask;
+
+// max(x, lo) and min(x, hi) against a constant; NaN in x propagates.  (The
+// bound is taken by value so that device code may pass constexpr constants.)
 template <class D>
 TFMIA_HD D at_least(const D& x, double lo) {
     return x < lo ? lo : x;
@@ -92,6 +101,19 @@ TFMIA_HD D at_least(const D& x, double lo) {
 template <class D>
 TFMIA_HD D at_most(const D& x, double hi) {
     return x > hi ? hi : x;
+}
+
+// Lane-wise max(a, b); b where a is NaN.
+template <class D>
+TFMIA_HD D max(const D& a, const D& b) {
+    return a > b ? a : b;
+}
+
+// |x|, clearing the sign bit.
+template <class D>
+TFMIA_HD D abs(const D& x) {
+    using L = Lanes<D>;
+    return L::from_bits(L::to_bits(x) & 0x7fffffffffffffffULL);
 }
 
 namespace detail {
@@ -124,10 +146,11 @@ TFMIA_HD void reduce(const D& x, D& k, D& f) {
     f = L::from_bits(ix - ((biased - 1023ULL) << 52)) - 1.0;
 }
 
-// log(2^k (1 + f)) + lo for f in [sqrt(1/2) - 1, sqrt(2) - 1] and a small
-// correction lo, summed from the smallest term up (FreeBSD e_log.c).
+// log(2^k (1 + f)) + lo for f in [sqrt(1/2) - 1, sqrt(2) - 1], given
+// s = f / (2 + f), and a small correction lo; summed from the smallest term up
+// (FreeBSD e_log.c).
 template <class D>
-TFMIA_HD D log_reduced(const D& k, const D& f, const D& lo) {
+TFMIA_HD D log_reduced(const D& k, const D& f, const D& s, const D& lo) {
     constexpr double Lg1 = 6.666666666666735130e-01;
     constexpr double Lg2 = 3.999999999940941908e-01;
     constexpr double Lg3 = 2.857142874366239149e-01;
@@ -136,12 +159,31 @@ TFMIA_HD D log_reduced(const D& k, const D& f, const D& lo) {
     constexpr double Lg6 = 1.531383769920937332e-01;
     constexpr double Lg7 = 1.479819860511658591e-01;
     const D hfsq = 0.5 * f * f;
-    const D s = f / (2.0 + f);
     const D z = s * s;
     const D w = z * z;
     const D t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
     const D t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
     return s * (hfsq + (t2 + t1)) + (k * kLn2Lo + lo) - hfsq + f + k * kLn2Hi;
+}
+
+template <class D>
+TFMIA_HD D log_reduced(const D& k, const D& f, const D& lo) {
+    return log_reduced(k, f, f / (2.0 + f), lo);
+}
+
+// The reduced argument (k, f) of log(max(1 - p, lo)) for p >= 0 (see log1m).
+template <class D>
+TFMIA_HD void reduce_one_minus(const D& p, double lo, D& k, D& f) {
+    constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
+    const auto small = p <= kOneMinusSqrtHalf;
+    const auto half = p <= 0.5;
+    k = small ? D{} : D{} - 1.0;
+    f = small ? -p : 1.0 - 2.0 * p;
+    if (Lanes<D>::all(half)) return;  // the usual case: skip the general reduction
+    D k_general, f_general;
+    reduce(at_least(1.0 - p, lo), k_general, f_general);  // 1 - p is exact for p >= 1/2
+    k = half ? k : k_general;
+    f = half ? f : f_general;
 }
 
 }  // namespace detail
@@ -166,6 +208,9 @@ TFMIA_HD D exp(const D& arg) {
     q = q * r + 0.16666666666666666;
     q = q * r + 0.5;
     const D p = 1.0 + (r + r * r * q);
+    // Scaling by a power of two is exact unless the result leaves the normal
+    // range, so one factor 2^k gives the same result as two whenever it exists.
+    if (Lanes<D>::all((k >= -1022.0) & (k <= 1023.0))) return p * pow2i(k);
     // 2^k = 2^k1 2^(k - k1), both halves in the normal range for |k| <= 1077.
     const D k1 = (k * 0.5 + kShifter) - kShifter;
     return p * pow2i(k1) * pow2i(k - k1);
@@ -194,14 +239,31 @@ TFMIA_HD D log1p(const D& x) {
 // log(max(1 - p, lo)) for p >= 0, lo in [2^-1022, 1/2]; see the header comment.
 template <class D>
 TFMIA_HD D log1m(const D& p, double lo) {
-    constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
     D k, f;
-    detail::reduce(at_least(1.0 - p, lo), k, f);  // 1 - p is exact for p >= 1/2
+    detail::reduce_one_minus(p, lo, k, f);
+    return detail::log_reduced(k, f, D{});
+}
+
+// log(1 - p) for p in [0, 1/2] only: log1m without the reduction of 1 - p.
+template <class D>
+TFMIA_HD D log1m_half(const D& p) {
+    constexpr double kOneMinusSqrtHalf = 0.29289321881345247560;
     const auto small = p <= kOneMinusSqrtHalf;
-    const auto half = p <= 0.5;
-    const D k_exact = small ? 0.0 : (half ? -1.0 : k);
-    const D f_exact = small ? -p : (half ? 1.0 - 2.0 * p : f);
-    return detail::log_reduced(k_exact, f_exact, D{});
+    return detail::log_reduced(small ? D{} : D{} - 1.0, small ? -p : 1.0 - 2.0 * p, D{});
+}
+
+// log(x) and log(max(1 - p, lo)) at once (domains as for log and log1m), with
+// one division for both: the s = f / (2 + f) of each comes from the shared
+// reciprocal of (2 + f1)(2 + f2).  Costs at most a few tenths of an ulp.
+template <class D>
+TFMIA_HD void log_and_log1m(const D& x, const D& p, double lo, D& log_x, D& log1m_p) {
+    D k1, f1, k2, f2;
+    detail::reduce(x, k1, f1);
+    detail::reduce_one_minus(p, lo, k2, f2);
+    const D d1 = 2.0 + f1, d2 = 2.0 + f2;
+    const D q = 1.0 / (d1 * d2);
+    log_x = detail::log_reduced(k1, f1, f1 * d2 * q, D{});
+    log1m_p = detail::log_reduced(k2, f2, f2 * d1 * q, D{});
 }
 
 }  // namespace tfmia::vm

@@ -1,0 +1,168 @@
+"""Batched bisection towards the decision boundary (Rezaei & Liu's boundary distance).
+
+From each record x0 an attack stepped along the loss gradient until the
+predicted class changed; the last point still predicted as the original class
+is ``lo``, the first predicted otherwise ``hi``.  :class:`BisectionState`
+bisects every record's segment at once: the caller queries the model at
+:meth:`~BisectionState.midpoints` and passes the probabilities to
+:meth:`~BisectionState.update`, which for every queried record computes
+
+    gap = p_orig(mid) - max_{j != orig} p_j(mid)
+
+and either stops it (``|gap| < theta``: converged, distance = ||mid - x0||_2
+from the ORIGINAL x0), or moves ``lo`` (gap > 0, still the original class) or
+``hi`` (otherwise) to the midpoint.  A record stops as a failure (distance NaN)
+after ``max_steps`` queries without converging.  The arrays live here; each
+update is one pass of the C++ core over the queried records.
+
+Only records still active are queried: ``midpoints()`` returns their points
+in record order and ``update()`` expects their probabilities in the same
+order, so finished records cost no model queries.
+
+Example::
+
+    state = BisectionState(x, lo, hi, y_pred, theta=1e-4)
+    distance = state.run(lambda points: model.predict(points, verbose=0))
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._device import resolve
+from ._validate import as_float_array, as_labels, check_positive_int
+
+__all__ = ["BisectionState"]
+
+
+class BisectionState:
+    """Bisection of N segments [lo, hi] towards the boundary of the class of x0.
+
+    Parameters
+    ----------
+    x0 : array_like, shape (N, ...)
+        The original records; distances are measured from them.  float32 and
+        float64 keep their dtype (integers become float64); read, not copied.
+    lo, hi : array_like, shape like x0
+        Segment ends: ``lo`` still predicted as ``orig_class``, ``hi`` not.
+        Copied (in x0's dtype) and updated in place.
+    orig_class : array_like of int, shape (N,)
+        The class predicted at x0 (checked against the number of classes at
+        the first update).
+    theta : float
+        Stop when the original class and the strongest other class differ by
+        less than this in probability (default 1e-4, as Rezaei & Liu).
+    max_steps : int
+        Queries per record before it stops as a failure.
+    device : {"cpu", "cuda", "auto"}
+        Where updates run (same results).
+    """
+
+    def __init__(self, x0, lo, hi, orig_class, theta=1e-4, *, max_steps=50, device="cpu"):
+        x0 = as_float_array(x0, "x0")
+        if x0.ndim < 2:
+            raise ValueError(f"x0 must have shape (N, ...) with at least one feature, got shape {x0.shape}")
+        n = x0.shape[0]
+        self._shape = x0.shape[1:]
+        self._x0 = x0.reshape(n, -1)
+        self._lo = self._copy_like_x0(lo, "lo", x0)
+        self._hi = self._copy_like_x0(hi, "hi", x0)
+        self._orig = as_labels(orig_class, "orig_class", n=n)
+        if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or not math.isfinite(theta) or theta <= 0:
+            raise ValueError(f"theta must be a finite number > 0, got {theta!r}")
+        self._theta = float(theta)
+        self._max_steps = check_positive_int(max_steps, "max_steps")
+        self._use_cuda = resolve(device) == "cuda"
+        # mid in double, rounded once to the points' dtype: the kernel's midpoint formula
+        self._mid = ((self._lo.astype(np.float64) + self._hi) * 0.5).astype(x0.dtype)
+        self._active = np.ones(n, dtype=bool)
+        self._converged = np.zeros(n, dtype=bool)
+        self._distance = np.full(n, np.nan)
+        self._steps = np.zeros(n, dtype=np.int64)
+
+    @staticmethod
+    def _copy_like_x0(points, name, x0):
+        arr = as_float_array(points, name)
+        if arr.shape != x0.shape:
+            raise ValueError(f"{name} has shape {arr.shape}, expected the shape of x0 {x0.shape}")
+        return np.array(arr, dtype=x0.dtype, order="C", copy=True).reshape(x0.shape[0], -1)
+
+    def midpoints(self) -> np.ndarray:
+        """The points to query next: the midpoints of the active records, in
+        record order, shape ``(n_active, ...)`` like x0."""
+        rows = np.flatnonzero(self._active)
+        return self._mid[rows].reshape((len(rows),) + self._shape)
+
+    def update(self, mid_probs) -> None:
+        """One bisection step from the class probabilities at :meth:`midpoints`.
+
+        ``mid_probs`` has shape ``(n_active, C)``, rows in the order of
+        ``midpoints()``.  Raises ValueError, changing nothing, when a
+        probability is NaN/Inf or an ``orig_class`` is not below C.
+        """
+        rows = np.flatnonzero(self._active)
+        probs = as_float_array(mid_probs, "mid_probs", ndim=2, allow_empty=True)
+        if probs.shape[0] != len(rows):
+            raise ValueError(
+                f"mid_probs has {probs.shape[0]} rows, expected one per active record ({len(rows)}, "
+                "in the order of midpoints())"
+            )
+        if len(rows) == 0:
+            return
+        _core.bisection_update(
+            self._x0, self._lo, self._hi, self._mid, rows, probs, self._orig, self._active, self._converged,
+            self._distance, self._steps, self._theta, self._max_steps, self._use_cuda,
+        )
+
+    def run(self, predict) -> np.ndarray:
+        """Bisect until every record has converged or used ``max_steps`` queries.
+
+        ``predict`` maps a batch of points ``(K, ...)`` to their class
+        probabilities ``(K, C)`` (e.g. ``model.predict``).  Returns
+        :attr:`distance`.
+        """
+        while self._active.any():
+            self.update(predict(self.midpoints()))
+        return self.distance
+
+    @staticmethod
+    def _read_only(a):
+        view = a.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def active(self) -> np.ndarray:
+        """Records still bisecting (bool, N)."""
+        return self._read_only(self._active)
+
+    @property
+    def converged(self) -> np.ndarray:
+        """Records that reached ``|gap| < theta`` (bool, N)."""
+        return self._read_only(self._converged)
+
+    @property
+    def distance(self) -> np.ndarray:
+        """||mid - x0||_2 at convergence; NaN where not (yet) converged (float64, N)."""
+        return self._read_only(self._distance)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Model queries used per record (int64, N)."""
+        return self._read_only(self._steps)
+
+    @property
+    def failures(self) -> int:
+        """Records that stopped without converging (the step budget ran out)."""
+        return int(np.count_nonzero(~self._active & ~self._converged))
+
+    def __repr__(self) -> str:
+        n = len(self._active)
+        return (
+            f"BisectionState(n={n}, active={int(self._active.sum())}, converged={int(self._converged.sum())}, "
+            f"failures={self.failures}, theta={self._theta:g})"
+        )
