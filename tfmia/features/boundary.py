@@ -208,13 +208,15 @@ class BoundaryExtractor:
         bisection_queries = np.zeros(n, dtype=np.int64)
         rows = np.flatnonzero(crossed)
         if rows.size:
-            state = BisectionState(origin[rows], previous[rows], current[rows], classes[rows], theta=self.theta)
-            for _ in range(self.max_bisections):
-                if not np.any(state.active):
-                    break
-                midpoints = np.asarray(state.midpoints(), dtype=dtype)
-                state.update(np.asarray(self._probs(midpoints.reshape(-1, *shape))))
-            distance[rows] = state.distance
+            state = BisectionState(
+                origin[rows].reshape(-1, *shape),
+                previous[rows].reshape(-1, *shape),
+                current[rows].reshape(-1, *shape),
+                classes[rows],
+                theta=self.theta,
+                max_steps=self.max_bisections,
+            )
+            distance[rows] = state.run(lambda points: np.asarray(self._probs(points)))
             converged[rows] = state.converged
             bisection_queries[rows] = state.steps
         return BoundaryDistances(
