@@ -115,3 +115,5 @@ def test_bad_input(data):
         gradient_statistics(model, x, y[:2])
     with pytest.raises(ValueError, match="batch_size"):
         gradient_statistics(model, x, y, batch_size=0)
+    with pytest.raises(ValueError, match="device"):
+        gradient_statistics(model, x, y, device="tpu")

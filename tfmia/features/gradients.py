@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from .._device import resolve
 from ..gradstats import COLUMNS, GradientStats
 from .._validate import check_positive_int
 from ._batching import iter_batches, progress_bar
@@ -137,7 +138,7 @@ class GradientStatsExtractor:
             raise ValueError(f"model {model.name!r} has no trainable weights to differentiate (wrt='weights')")
         self.model = model
         self.wrt = wrt
-        self.device = device
+        self.device = resolve(device)  # fail now, not after the first gradient pass
         self.num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
         self.from_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
         self.regularization = bool(regularization)
