@@ -17,12 +17,13 @@ and excess kurtosis (biased, ``scipy.stats.kurtosis``).
 Per-sample gradients are computed a batch at a time with
 ``tf.vectorized_map`` over single-record forward/backward passes inside one
 ``tf.function``.  The per-variable gradients of a batch go straight into the
-core's :class:`~tfmia.gradstats.GradientStats` accumulator (power sums, merged
-across variables), so the concatenated gradient never exists.  Peak memory is
-``batch_size x`` the size of the variables differentiated together; with
-``max_gradient_bytes`` the variables are split into groups that each fit the
-budget (one extra forward/backward pass per group), so memory is bounded by
-``max(max_gradient_bytes, batch_size x largest variable)``.
+core's :class:`~tfmia.gradstats.GradientStats` accumulator (merged moments
+across variables), so the concatenated gradient never exists.  Gradient
+memory is ``batch_size x`` the size of the variables differentiated together
+(float32); with ``max_gradient_bytes`` the variables are split into groups
+that each fit the budget (one extra forward/backward pass per group), so it is
+bounded by ``max(max_gradient_bytes, batch_size x largest variable)``, next to
+the activations of ``batch_size`` single-record passes.
 """
 
 from __future__ import annotations
