@@ -229,8 +229,8 @@ class BoundaryExtractor:
             bisection_queries=bisection_queries,
         )
 
-    def features(self, x: np.ndarray, y=None) -> np.ndarray:
-        """The distance as an (n, 1) feature column, NaN for failures (``y`` is unused)."""
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The distance as an (n, 1) feature column, NaN for failures."""
         return self(x).distance[:, None]
 
 

@@ -82,8 +82,8 @@ class IntermediateExtractor:
     def columns(self) -> tuple[str, ...]:
         return tuple(f"activation_{i}" for i in range(self.width))
 
-    def __call__(self, x: np.ndarray, y=None) -> np.ndarray:
-        """Activations of the batch ``x``, one flattened float32 row per record (``y`` is unused)."""
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Activations of the batch ``x``, one flattened float32 row per record."""
         out = np.asarray(self._run(x))
         return out.reshape(out.shape[0], -1)
 

@@ -7,19 +7,16 @@ class and its loss, which the evaluation slices by.
 :meth:`FeatureRecords.from_model` computes all of it in one pass over the
 records, ``batch_size`` at a time.
 
-Named features (``FEATURES``) and their options:
+Named features (``FEATURES``), their columns and options:
 
-==================  ==================================================  =========================
-name                columns                                             options
-==================  ==================================================  =========================
-confidence          the C output probabilities                          --
-intermediate        the flattened activations of one layer              ``layer``
-gradient_weights    the 7 statistics of the loss gradient w.r.t.        :class:`GradientStatsExtractor`
-                    all trainable weights
-gradient_input      the 7 statistics of the gradient w.r.t. the input   :class:`GradientStatsExtractor`
-boundary            the L2 distance to the decision boundary (NaN:      :class:`BoundaryExtractor`
-                    the search failed)
-==================  ==================================================  =========================
+* ``confidence``: the C output probabilities; no options.
+* ``intermediate``: the flattened activations of one layer; option ``layer``
+  (:class:`~tfmia.features.intermediate.IntermediateExtractor`).
+* ``gradient_weights`` / ``gradient_input``: the seven statistics of the loss
+  gradient w.r.t. all trainable weights / the input; options of
+  :class:`~tfmia.features.gradients.GradientStatsExtractor`.
+* ``boundary``: the L2 distance to the decision boundary, NaN where the search
+  failed; options of :class:`~tfmia.features.boundary.BoundaryExtractor`.
 """
 
 from __future__ import annotations
