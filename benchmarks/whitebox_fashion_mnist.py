@@ -1,6 +1,6 @@
 """Rezaei & Liu's white-box attacks on an overfitted Fashion-MNIST CNN (and a digits MLP).
 
-    python benchmarks/whitebox_fashion_mnist.py [--datasets fashion-mnist digits] [--split-size 2500] [--epochs 60]
+    python benchmarks/whitebox_fashion_mnist.py [--datasets fashion-mnist digits] [--split-size 2500] [--epochs 60] [--seeds 0 1 2]
 
 For each dataset: disjoint, class-balanced members (the target's training
 set) and non-members; a target trained to overfit (``tfmia.demo``'s CNN for
@@ -16,8 +16,9 @@ evaluated on the rest, one attack model per class):
   [0, 1]), logistic regression;
 
 next to the naive baseline (member iff correctly classified).  Accuracy,
-balanced accuracy and FAR are reported on all evaluated records, on the
-correctly classified and on the misclassified ones.
+balanced accuracy, FAR and AUC are reported on all evaluated records, on the
+correctly classified and on the misclassified ones, as mean ± std over seeds
+(each seed draws its own split, target and attack models).
 
 Prints Markdown tables and writes benchmarks/results/whitebox_fashion_mnist.json.
 """
@@ -71,6 +72,7 @@ def slice_rows(result) -> dict:
         naive = part.naive
         rows[key] = {
             "records": len(part),
+            "members": part.n_members,
             "attack": {m: part.metrics()[m] for m in METRICS} | {"auc": part.auc},
             "naive": {"accuracy": naive.accuracy, "balanced_accuracy": naive.balanced_accuracy, "far": naive.far},
         }
@@ -111,42 +113,57 @@ def run_dataset(name: str, split_size: int, epochs: int, seed: int, nn_epochs: i
         if features.startswith("gradient"):
             singles = per_column_results(members, non_members, features, seed=seed)
             out["single_statistics"][label] = {col.split("_", 1)[-1]: r.auc for col, r in singles.items()}
-        print(f"{name}: {label} done ({out['feature_seconds'][label]:.0f} s of features)", file=sys.stderr, flush=True)
+        print(f"{name}, seed {seed}: {label} done ({out['feature_seconds'][label]:.0f} s of features)",
+              file=sys.stderr, flush=True)
     boundary = boundary_distance(target, parts["members"][0], clip=(0.0, 1.0))
     out["boundary_members"] = {"failures": boundary.failure_counts(), "mean_queries": float(boundary.queries.mean())}
     return out
 
 
-def print_tables(name: str, run: dict, settings) -> None:
-    print(f"\n### {name}: {settings.split_size} members / {settings.split_size} non-members, target train accuracy "
-          f"{run['train_accuracy']:.3f}, test accuracy {run['test_accuracy']:.3f}\n")
-    header = "| attack | " + " | ".join(f"{s}: acc / bal. acc / FAR" for s in SLICES) + " | AUC (all) |"
-    print(header)
-    print("|---|" + "---|" * (len(SLICES) + 1))
+def _cell(values) -> str:
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
-    def cells(rows, who):
-        out = []
-        for s in SLICES:
-            row = rows[s]
-            out.append("n/a" if "skipped" in row else " / ".join(f"{row[who][m]:.3f}" for m in METRICS))
-        return out
 
-    first = next(iter(run["attacks"].values()))["slices"]
-    print("| naive (member iff correct) | " + " | ".join(cells(first, "naive")) + " | - |")
-    for label, attack in run["attacks"].items():
-        print(f"| {label} | " + " | ".join(cells(attack["slices"], "attack")) +
-              f" | {attack['slices']['entire dataset']['attack']['auc']:.3f} |")
-    print("\nPer-class balanced accuracy (mean ± std over classes, pooled):\n")
-    for label, attack in run["attacks"].items():
-        s = attack["per_class_balanced_accuracy"]
-        print(f"- {label}: {s['mean']:.3f} ± {s['std']:.3f} (pooled {s['pooled']:.3f})")
-    print("\nAUC of per-class logistic regression on one gradient statistic (and all seven):\n")
-    stats = run["single_statistics"]
-    columns = list(next(iter(stats.values())))
+def print_tables(name: str, runs: list[dict], split_size: int) -> None:
+    """Markdown tables: one per slice (attacks and the naive baseline), then per-class and per-statistic summaries."""
+    train = [r["train_accuracy"] for r in runs]
+    test = [r["test_accuracy"] for r in runs]
+    print(f"\n### {name}: {split_size} members / {split_size} non-members, {len(runs)} seeds; target train accuracy "
+          f"{_cell(train)}, test accuracy {_cell(test)} (mean ± std over seeds)")
+    labels = list(runs[0]["attacks"])
+    for key in SLICES:
+        print(f"\n{key}:\n")
+        print("| attack | records (members) | accuracy | balanced accuracy | FAR | AUC |")
+        print("|---|---|---|---|---|---|")
+
+        def row(label, who):
+            parts = [r["attacks"][labels[0] if who == "naive" else label]["slices"][key] for r in runs]
+            parts = [p for p in parts if "skipped" not in p]
+            if not parts:
+                return f"| {label} | n/a (no members or no non-members) | | | | |"
+            cells = [_cell([p[who][m] for p in parts]) for m in METRICS]
+            auc = "-" if who == "naive" else _cell([p[who]["auc"] for p in parts])
+            records = f"{np.mean([p['records'] for p in parts]):.0f} ({np.mean([p['members'] for p in parts]):.0f})"
+            return f"| {label} | {records} | " + " | ".join(cells) + f" | {auc} |"
+
+        print(row("naive (member iff correct)", "naive"))
+        for label in labels:
+            print(row(label, "attack"))
+    print("\nPer-class balanced accuracy, mean ± std over classes (averaged over seeds), and pooled:\n")
+    for label in labels:
+        summary = [r["attacks"][label]["per_class_balanced_accuracy"] for r in runs]
+        print(f"- {label}: {np.mean([s['mean'] for s in summary]):.3f} ± {np.mean([s['std'] for s in summary]):.3f} "
+              f"(pooled {np.mean([s['pooled'] for s in summary]):.3f})")
+    print("\nAUC of per-class logistic regression on one gradient statistic, and on all seven:\n")
+    stats = list(runs[0]["single_statistics"])
+    columns = list(runs[0]["single_statistics"][stats[0]])
     print("| gradient | " + " | ".join(c if c != "all" else "all seven" for c in columns) + " |")
     print("|---|" + "---|" * len(columns))
-    for label, aucs in stats.items():
-        print(f"| {label} | " + " | ".join(f"{aucs[c]:.3f}" for c in columns) + " |")
+    for label in stats:
+        print(f"| {label} | " + " | ".join(_cell([r["single_statistics"][label][c] for r in runs]) for c in columns) + " |")
 
 
 def main(argv=None) -> int:
@@ -157,14 +174,14 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=60, help="target epochs for Fashion-MNIST")
     parser.add_argument("--digits-epochs", type=int, default=60)
     parser.add_argument("--nn-epochs", type=int, default=50, help="epochs of the NN attack models")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(HERE / "results" / "whitebox_fashion_mnist.json"))
     args = parser.parse_args(argv)
     runs = {}
     for name in args.datasets:
         size, epochs = (args.digits_split_size, args.digits_epochs) if name == "digits" else (args.split_size, args.epochs)
-        runs[name] = run_dataset(name, size, epochs, args.seed, args.nn_epochs)
-        print_tables(name, runs[name], argparse.Namespace(split_size=size))
+        runs[name] = [run_dataset(name, size, epochs, seed, args.nn_epochs) for seed in args.seeds]
+        print_tables(name, runs[name], size)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"settings": vars(args), "runs": runs}, indent=1, default=str))

@@ -81,7 +81,9 @@ def _check_size(input_size, arch: _Architecture, name: str) -> int:
     return size
 
 
-def imagenet_model(architecture: str = "inception_v3", *, weights=None, input_size: int = IMAGENET_SIZE, classes: int = 1000):
+def imagenet_model(
+    architecture: str = "inception_v3", *, weights=None, input_size: int = IMAGENET_SIZE, classes: int = 1000
+):
     """A keras.applications classifier (softmax over ``classes``) for ``input_size`` x ``input_size`` x 3 images.
 
     ``weights``: ``"imagenet"`` (downloaded by Keras; needs ``input_size=299``
@@ -93,7 +95,9 @@ def imagenet_model(architecture: str = "inception_v3", *, weights=None, input_si
     size = _check_size(input_size, arch, architecture)
     check_positive_int(classes, "classes", minimum=2)
     if weights == "imagenet" and (size != IMAGENET_SIZE or classes != 1000):
-        raise ValueError(f"weights='imagenet' needs input_size={IMAGENET_SIZE} and classes=1000, got {size} and {classes}")
+        raise ValueError(
+            f"weights='imagenet' needs input_size={IMAGENET_SIZE} and classes=1000, got {size} and {classes}"
+        )
     path = None
     if weights is not None and weights != "imagenet":
         path = Path(weights)
@@ -105,7 +109,9 @@ def imagenet_model(architecture: str = "inception_v3", *, weights=None, input_si
         try:
             model.load_weights(str(path))
         except (ValueError, OSError) as exc:
-            raise ValueError(f"weights file {str(path)!r} does not fit {architecture} at {size}x{size} with {classes} classes: {exc}") from None
+            raise ValueError(
+                f"weights file {str(path)!r} does not fit {architecture} at {size}x{size} with {classes} classes: {exc}"
+            ) from None
     return model
 
 
@@ -121,7 +127,9 @@ def preprocess_input(images, architecture: str = "inception_v3"):
     if len(shape) != 4 or shape[-1] != 3:
         raise ValueError(f"images must be (N, height, width, 3) RGB, got shape {shape}")
     if min(shape[1], shape[2]) < arch.min_size:
-        raise ValueError(f"images must be at least {arch.min_size}x{arch.min_size} for {architecture}, got {shape[1]}x{shape[2]}")
+        raise ValueError(
+            f"images must be at least {arch.min_size}x{arch.min_size} for {architecture}, got {shape[1]}x{shape[2]}"
+        )
     module = importlib.import_module(f"keras.applications.{arch.module}")
     return module.preprocess_input(np.array(images, dtype=np.float32) if isinstance(images, np.ndarray) else images)
 
@@ -136,7 +144,9 @@ def load_class_index(class_index=None) -> dict[str, int]:
     import keras
 
     if class_index is None:
-        path = keras.utils.get_file("imagenet_class_index.json", CLASS_INDEX_URL, cache_subdir="models", file_hash=CLASS_INDEX_MD5)
+        path = keras.utils.get_file(
+            "imagenet_class_index.json", CLASS_INDEX_URL, cache_subdir="models", file_hash=CLASS_INDEX_MD5
+        )
     else:
         path = Path(class_index)
         if not path.is_file():

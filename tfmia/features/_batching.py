@@ -54,7 +54,9 @@ def _as_float(x) -> np.ndarray:
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
 
 
-def iter_batches(model, x, y=None, *, batch_size: int, need_labels: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def iter_batches(
+    model, x, y=None, *, batch_size: int, need_labels: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Yield ``(x_batch, y_batch)`` numpy pairs of at most ``batch_size`` records.
 
     ``x`` is an array with labels ``y`` (``y`` may be None when

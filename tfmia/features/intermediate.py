@@ -23,7 +23,8 @@ def _final_dense_input(model):
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     if not dense:
         raise ValueError(
-            f"model {model.name!r} has no Dense layer, so there is no default feature layer; pass layer= (index or name)"
+            f"model {model.name!r} has no Dense layer, so there is no default feature layer; "
+            "pass layer= (index or name)"
         )
     return dense[-1].input, f"input of {dense[-1].name!r}"
 

@@ -38,7 +38,9 @@ __all__ = ["FEATURES", "DEFAULT_BATCH_SIZE", "FeatureRecords", "make_extractor"]
 
 FEATURES = ("confidence", "intermediate", "gradient_weights", "gradient_input", "boundary")
 
-DEFAULT_BATCH_SIZE = {"confidence": 256, "intermediate": 256, "gradient_weights": 32, "gradient_input": 32, "boundary": 64}
+DEFAULT_BATCH_SIZE = {
+    "confidence": 256, "intermediate": 256, "gradient_weights": 32, "gradient_input": 32, "boundary": 64,
+}
 """Records per batch by feature: per-sample gradients cost ``batch x parameters`` of memory."""
 
 
@@ -100,7 +102,10 @@ class FeatureRecords:
             if losses.shape[0] != n:
                 raise ValueError(f"losses has {losses.shape[0]} entries, expected {n}")
             object.__setattr__(self, "losses", losses)
-        columns = tuple(f"feature_{i}" for i in range(features.shape[1])) if self.columns is None else tuple(self.columns)
+        if self.columns is None:
+            columns = tuple(f"feature_{i}" for i in range(features.shape[1]))
+        else:
+            columns = tuple(self.columns)
         if len(columns) != features.shape[1]:
             raise ValueError(f"columns names {len(columns)} columns but features has {features.shape[1]}")
         object.__setattr__(self, "columns", columns)
@@ -138,9 +143,8 @@ class FeatureRecords:
                 index.append(int(column) % len(self.columns))
         if not index:
             raise ValueError("columns must name at least one column")
-        return FeatureRecords(
-            self.features[:, index], self.labels, self.predicted_labels, self.losses, tuple(self.columns[i] for i in index)
-        )
+        columns = tuple(self.columns[i] for i in index)
+        return FeatureRecords(self.features[:, index], self.labels, self.predicted_labels, self.losses, columns)
 
     @classmethod
     def concatenate(cls, parts) -> "FeatureRecords":
@@ -187,10 +191,14 @@ class FeatureRecords:
         loads them instead of recomputing (batches are still read, to check
         their labels against the saved ones).
         """
-        batch_size = check_positive_int(DEFAULT_BATCH_SIZE.get(features, 32) if batch_size is None else batch_size, "batch_size")
+        if batch_size is None:
+            batch_size = DEFAULT_BATCH_SIZE.get(features, 32)
+        batch_size = check_positive_int(batch_size, "batch_size")
         check_positive_int(checkpoint_every, "checkpoint_every")
         is_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
-        columns, extract = make_extractor(model, features, batch_size=batch_size, from_logits=is_logits, options=options)
+        columns, extract = make_extractor(
+            model, features, batch_size=batch_size, from_logits=is_logits, options=options
+        )
         run = None
         if run_dir is not None:
             settings = {"features": features, "batch_size": batch_size, "from_logits": is_logits,
