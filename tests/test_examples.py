@@ -56,3 +56,27 @@ def test_seqmia_fashion_mnist(tmp_path):
     out = _run("seqmia_fashion_mnist.py", *args, cwd=tmp_path)
     assert "SeqMIA" in out and "modified_entropy (class-dependent threshold)" in out
     assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_imagenet_pretrained_with_local_weights_and_folders(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from tfmia.applications import imagenet_model
+
+    root = tmp_path / "imagenet"
+    rng = np.random.default_rng(0)
+    for wnid in ("n01440764", "n01443537"):
+        for split in ("train", "val"):
+            for i in range(6):
+                path = root / split / wnid / f"{i}.JPEG"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tf.io.write_file(str(path), tf.io.encode_jpeg(rng.integers(0, 256, (90, 90, 3), dtype=np.uint8)))
+    weights = tmp_path / "inception.weights.h5"
+    imagenet_model("inception_v3", input_size=75, classes=2).save_weights(weights)
+    out = _run("imagenet_pretrained.py", "--root", str(root), "--weights", str(weights), "--input-size", "75",
+               "--num-classes", "2", "--class-index", "sorted", "--classes", "2", "--per-class", "6",
+               "--features", "confidence", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out"),
+               cwd=tmp_path)
+    assert "12 members and 12 non-members from 2 classes" in out
+    assert (tmp_path / "out" / "report.json").exists()
