@@ -44,3 +44,39 @@ def test_shadow_models_dask(tmp_path):
     out = _run("shadow_models_dask.py", "--shadows", "2", "--epochs", "2", "--size", "100",
                "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert "trained now: []" in out and "resumed from" in out
+
+
+def test_seqmia_fashion_mnist(tmp_path):
+    from tfmia.datasets import DEBIAN_FASHION_MNIST
+
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    args = ["--split-size", "200", "--distill-size", "400", "--epochs", "2", "--distill-epochs", "2",
+            "--attack-epochs", "2", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "report")]
+    out = _run("seqmia_fashion_mnist.py", *args, cwd=tmp_path)
+    assert "SeqMIA" in out and "modified_entropy (class-dependent threshold)" in out
+    assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_imagenet_pretrained_with_local_weights_and_folders(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from tfmia.applications import imagenet_model
+
+    root = tmp_path / "imagenet"
+    rng = np.random.default_rng(0)
+    for wnid in ("n01440764", "n01443537"):
+        for split in ("train", "val"):
+            for i in range(6):
+                path = root / split / wnid / f"{i}.JPEG"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tf.io.write_file(str(path), tf.io.encode_jpeg(rng.integers(0, 256, (90, 90, 3), dtype=np.uint8)))
+    weights = tmp_path / "inception.weights.h5"
+    imagenet_model("inception_v3", input_size=75, classes=2).save_weights(weights)
+    out = _run("imagenet_pretrained.py", "--root", str(root), "--weights", str(weights), "--input-size", "75",
+               "--num-classes", "2", "--class-index", "sorted", "--classes", "2", "--per-class", "6",
+               "--features", "confidence", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out"),
+               cwd=tmp_path)
+    assert "12 members and 12 non-members from 2 classes" in out
+    assert (tmp_path / "out" / "report.json").exists()

@@ -9,61 +9,7 @@ from hypothesis.extra import numpy as hnp
 from tfmia import _core
 from tfmia._device import cuda_available
 from tfmia.histograms import ClassHistograms
-
-
-def reference_class(tr_list, te_list, num_bins=5, log_bins=True, weight_dtype=None):
-    """The authors' per-class histograms, verbatim (weights in float64 when weight_dtype is given)."""
-    tr_list, te_list = tr_list.copy(), te_list.copy()
-    if log_bins:
-        small_delta = 1e-10
-        tr_list[tr_list <= small_delta] = small_delta
-        te_list[te_list <= small_delta] = small_delta
-    all_list = np.concatenate((tr_list, te_list))
-    max_v, min_v = np.amax(all_list), np.amin(all_list)
-    if log_bins:
-        bins = np.logspace(np.log10(min_v), np.log10(max_v), num_bins + 1)
-    else:
-        bins = np.linspace(min_v, max_v, num_bins + 1)
-    w_tr = np.ones(len(tr_list), weight_dtype or tr_list.dtype) / float(len(tr_list))
-    w_te = np.ones(len(te_list), weight_dtype or te_list.dtype) / float(len(te_list))
-    h1, _ = np.histogram(tr_list, bins=bins, weights=w_tr)
-    h2, _ = np.histogram(te_list, bins=bins, weights=w_te)
-    return bins, h1, h2
-
-
-def find_index(bins, value):
-    if value >= bins[-1]:
-        return len(bins) - 2
-    if value <= bins[0]:
-        return 0
-    return np.argwhere(bins <= value)[-1][0]
-
-
-def score_calculate(tr_distr, te_distr, ind):
-    if tr_distr[ind] + te_distr[ind] != 0:
-        return tr_distr[ind] / (tr_distr[ind] + te_distr[ind])
-    for t_n in range(1, len(tr_distr)):
-        t_ind = ind - t_n
-        if t_ind >= 0 and tr_distr[t_ind] + te_distr[t_ind] != 0:
-            return tr_distr[t_ind] / (tr_distr[t_ind] + te_distr[t_ind])
-        t_ind = ind + t_n
-        if t_ind < len(tr_distr) and tr_distr[t_ind] + te_distr[t_ind] != 0:
-            return tr_distr[t_ind] / (tr_distr[t_ind] + te_distr[t_ind])
-
-
-def reference_fit(vin, lin, vout, lout, num_classes, bins=5, log_bins=True, weight_dtype=None):
-    """Per class the reference; classes lacking a side take the pooled histograms."""
-    pooled = reference_class(vin, vout, bins, log_bins, weight_dtype)
-    return [
-        reference_class(vin[lin == c], vout[lout == c], bins, log_bins, weight_dtype)
-        if np.any(lin == c) and np.any(lout == c)
-        else pooled
-        for c in range(num_classes)
-    ]
-
-
-def reference_scores(fitted, values, labels):
-    return np.array([score_calculate(fitted[c][1], fitted[c][2], find_index(fitted[c][0], v)) for v, c in zip(values, labels)])
+from reference_code import reference_fit, reference_scores
 
 
 def assert_fit_equals(h, fitted):

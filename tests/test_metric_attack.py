@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from _models import digits, digits_mlp, random_probs
+from reference_code import reference_values, thre_setting
 
 from tfmia.attacks import METRICS, MetricAttack
 from tfmia.data import AttackInputs
@@ -11,51 +12,20 @@ from tfmia.splits import known_subset, partition
 from tfmia.training import FitConfig, build_model, fit_model
 
 
-def _thre_setting(tr_values, te_values):
-    """Song & Mittal's reference threshold search (membership_inference_attacks.py)."""
-    value_list = np.concatenate((tr_values, te_values))
-    thre, max_acc = 0, 0
-    for value in value_list:
-        tr_ratio = np.sum(tr_values >= value) / (len(tr_values) + 0.0)
-        te_ratio = np.sum(te_values < value) / (len(te_values) + 0.0)
-        acc = 0.5 * (tr_ratio + te_ratio)
-        if acc > max_acc:
-            thre, max_acc = value, acc
-    return thre
-
-
-def _reference_values(probs, labels, metric):
-    """The reference's per-sample metrics, oriented higher = member."""
-    log = lambda p: -np.log(np.maximum(p, 1e-30))  # noqa: E731 - the reference's _log_value
-    rows = np.arange(labels.size)
-    if metric == "confidence":
-        return probs[rows, labels]
-    if metric == "loss":
-        return -log(probs[rows, labels])
-    if metric == "entropy":
-        return -np.sum(probs * log(probs), axis=1)
-    if metric == "modified_entropy":
-        mp, mlp = probs.copy(), log(1 - probs)
-        mp[rows, labels] = 1 - probs[rows, labels]
-        mlp[rows, labels] = log(probs[rows, labels])
-        return -np.sum(mp * mlp, axis=1)
-    return (probs.argmax(axis=1) == labels).astype(float)
-
-
 @pytest.mark.parametrize("metric", ["confidence", "loss", "entropy", "modified_entropy"])
 def test_class_dependent_thresholds_and_decisions_match_the_reference(metric):
     p_in, y_in = random_probs(400, 5, seed=1, sharpness=5)
     p_out, y_out = random_probs(400, 5, seed=2, sharpness=2)
     p_tgt, y_tgt = random_probs(300, 5, seed=3, sharpness=4)
     attack = MetricAttack(metric).fit((p_in, y_in), (p_out, y_out))
-    v_in, v_out = _reference_values(p_in, y_in, metric), _reference_values(p_out, y_out, metric)
-    expected = [_thre_setting(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
+    v_in, v_out = reference_values(p_in, y_in, metric), reference_values(p_out, y_out, metric)
+    expected = [thre_setting(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
     np.testing.assert_allclose(attack.thresholds, expected, rtol=1e-12, atol=0)
-    v_tgt = _reference_values(p_tgt, y_tgt, metric)
+    v_tgt = reference_values(p_tgt, y_tgt, metric)
     np.testing.assert_array_equal(attack.predict((p_tgt, y_tgt)), v_tgt >= attack.thresholds[y_tgt])
 
     glob = MetricAttack(metric, class_dependent=False).fit((p_in, y_in), (p_out, y_out))
-    assert glob.threshold() == pytest.approx(_thre_setting(v_in, v_out), rel=1e-12)
+    assert glob.threshold() == pytest.approx(thre_setting(v_in, v_out), rel=1e-12)
     np.testing.assert_array_equal(glob.predict((p_tgt, y_tgt)), glob.values((p_tgt, y_tgt)) >= glob.threshold())
 
 

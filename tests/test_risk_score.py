@@ -3,44 +3,10 @@
 import numpy as np
 import pytest
 from _models import random_probs
+from reference_code import reference_fit, reference_scores
 
 from tfmia.attacks import PrivacyRiskScore
 from tfmia.data import AttackInputs
-
-
-def _reference_risk(tr_values, te_values, tr_labels, te_labels, data_values, data_labels, num_bins=5):
-    """distrs_compute + risk_score_compute (log bins), without the plotting."""
-    tr_distrs, te_distrs, all_bins = [], [], []
-    for i in range(len(set(tr_labels))):
-        tr_list, te_list = tr_values[tr_labels == i].copy(), te_values[te_labels == i].copy()
-        tr_list[tr_list <= 1e-10] = 1e-10
-        te_list[te_list <= 1e-10] = 1e-10
-        all_list = np.concatenate((tr_list, te_list))
-        bins = np.logspace(np.log10(np.amin(all_list)), np.log10(np.amax(all_list)), num_bins + 1)
-        h1, _ = np.histogram(tr_list, bins=bins, weights=np.ones_like(tr_list) / float(len(tr_list)))
-        h2, _ = np.histogram(te_list, bins=bins, weights=np.ones_like(te_list) / float(len(te_list)))
-        tr_distrs.append(h1), te_distrs.append(h2), all_bins.append(bins)
-
-    def find_index(bins, value):
-        if value >= bins[-1]:
-            return len(bins) - 2
-        if value <= bins[0]:
-            return 0
-        return np.argwhere(bins <= value)[-1][0]
-
-    def score_calculate(tr_distr, te_distr, ind):
-        if tr_distr[ind] + te_distr[ind] != 0:
-            return tr_distr[ind] / (tr_distr[ind] + te_distr[ind])
-        for t_n in range(1, len(tr_distr)):
-            t_ind = ind - t_n
-            if t_ind >= 0 and tr_distr[t_ind] + te_distr[t_ind] != 0:
-                return tr_distr[t_ind] / (tr_distr[t_ind] + te_distr[t_ind])
-            t_ind = ind + t_n
-            if t_ind < len(tr_distr) and tr_distr[t_ind] + te_distr[t_ind] != 0:
-                return tr_distr[t_ind] / (tr_distr[t_ind] + te_distr[t_ind])
-
-    return np.array([score_calculate(tr_distrs[c], te_distrs[c], find_index(all_bins[c], v))
-                     for v, c in zip(data_values, data_labels)])
 
 
 def _shadow_and_target(seed=0, c=4):
@@ -54,7 +20,8 @@ def test_scores_equal_the_reference_bit_for_bit():
     s_in, s_out, target = _shadow_and_target()
     risk = PrivacyRiskScore().fit(s_in, s_out)
     m = "modified_entropy"
-    expected = _reference_risk(s_in.signals[m], s_out.signals[m], s_in.labels, s_out.labels, target.signals[m], target.labels)
+    fitted = reference_fit(s_in.signals[m], s_in.labels, s_out.signals[m], s_out.labels, 4)
+    expected = reference_scores(fitted, target.signals[m], target.labels)
     np.testing.assert_array_equal(risk.score(target), expected)
 
 

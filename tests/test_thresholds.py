@@ -15,29 +15,7 @@ from tfmia.thresholds import (
     class_thresholds,
     fit_class_thresholds,
 )
-
-
-def thre_setting(tr_values, te_values):
-    """The authors' reference, verbatim (O(N^2))."""
-    value_list = np.concatenate((tr_values, te_values))
-    thre, max_acc = 0, 0
-    for value in value_list:
-        tr_ratio = np.sum(tr_values >= value) / (len(tr_values) + 0.0)
-        te_ratio = np.sum(te_values < value) / (len(te_values) + 0.0)
-        acc = 0.5 * (tr_ratio + te_ratio)
-        if acc > max_acc:
-            thre, max_acc = value, acc
-    return thre
-
-
-def thre_setting_sorted(tr_values, te_values):
-    """The same rule vectorised with np.searchsorted, for sizes the loop cannot reach."""
-    value_list = np.concatenate((tr_values, te_values))
-    tr_sorted, te_sorted = np.sort(tr_values), np.sort(te_values)
-    tr_ratio = (len(tr_values) - np.searchsorted(tr_sorted, value_list, "left")) / (len(tr_values) + 0.0)
-    te_ratio = np.searchsorted(te_sorted, value_list, "left") / (len(te_values) + 0.0)
-    acc = 0.5 * (tr_ratio + te_ratio)
-    return value_list[np.argmax(acc)]  # argmax: the first maximiser
+from reference_code import thre_setting, thre_setting_sorted
 
 
 def same_float(a, b):

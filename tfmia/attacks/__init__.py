@@ -7,6 +7,7 @@ from .risk_score import PrivacyRiskScore
 from .seqmia import SeqMIA
 from .shadow import ShadowModelAttack
 from .trajectory import TrajectoryMIA
+from .whitebox import FeatureAttack
 
 __all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "ShadowModelAttack",
-           "SeqMIA", "TrajectoryMIA", "LiRA"]
+           "SeqMIA", "TrajectoryMIA", "LiRA", "FeatureAttack"]

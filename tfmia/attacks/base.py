@@ -22,7 +22,7 @@ import numpy as np
 from ..data import AttackInputs
 from ..evaluation import AttackResult
 
-__all__ = ["Attack", "as_attack_inputs"]
+__all__ = ["Attack", "as_attack_inputs", "calibration_inputs"]
 
 
 def as_attack_inputs(records, name: str = "records") -> AttackInputs:
@@ -42,6 +42,15 @@ def as_attack_inputs(records, name: str = "records") -> AttackInputs:
     raise ValueError(
         f"{name} must be AttackInputs, a (model, x, y) tuple or an (outputs, labels) tuple, got {type(records).__name__}"
     )
+
+
+def calibration_inputs(members, non_members) -> tuple[AttackInputs, AttackInputs]:
+    """The attacker's known members and non-members as AttackInputs over the same classes."""
+    members = as_attack_inputs(members, "members")
+    non_members = as_attack_inputs(non_members, "non_members")
+    if members.num_classes != non_members.num_classes:
+        raise ValueError(f"members have {members.num_classes} classes but non_members have {non_members.num_classes}")
+    return members, non_members
 
 
 class Attack(abc.ABC):

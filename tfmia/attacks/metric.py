@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import signals as _signals
 from .. import thresholds as _thresholds
-from .base import Attack, as_attack_inputs
+from .base import Attack, as_attack_inputs, calibration_inputs
 
 __all__ = ["MetricAttack", "METRICS"]
 
@@ -64,12 +64,7 @@ class MetricAttack(Attack):
 
     def fit(self, members, non_members) -> "MetricAttack":
         """Choose thresholds on the attacker's shadow (or known) members and non-members."""
-        members = as_attack_inputs(members, "members")
-        non_members = as_attack_inputs(non_members, "non_members")
-        if members.num_classes != non_members.num_classes:
-            raise ValueError(
-                f"members have {members.num_classes} classes but non_members have {non_members.num_classes}"
-            )
+        members, non_members = calibration_inputs(members, non_members)
         self.num_classes = members.num_classes
         if self.metric == "correctness":
             return self

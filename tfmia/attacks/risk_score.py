@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import histograms as _histograms
 from .._validate import check_fraction, check_positive_int
-from .base import Attack, as_attack_inputs
+from .base import Attack, as_attack_inputs, calibration_inputs
 
 __all__ = ["PrivacyRiskScore"]
 
@@ -58,12 +58,7 @@ class PrivacyRiskScore(Attack):
         return f"privacy risk score ({self.metric})"
 
     def fit(self, members, non_members) -> "PrivacyRiskScore":
-        members = as_attack_inputs(members, "members")
-        non_members = as_attack_inputs(non_members, "non_members")
-        if members.num_classes != non_members.num_classes:
-            raise ValueError(
-                f"members have {members.num_classes} classes but non_members have {non_members.num_classes}"
-            )
+        members, non_members = calibration_inputs(members, non_members)
         self._hist = _histograms.ClassHistograms.fit(
             members.signals[self.metric],
             members.labels,
