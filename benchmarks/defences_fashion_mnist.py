@@ -1,6 +1,6 @@
 """Attacks against training-time defences on Fashion-MNIST: the table of docs/defenses.md.
 
-    flock /work/heavy.lock python benchmarks/defences_fashion_mnist.py [--split-size 1000] [--epochs 30]
+    python benchmarks/defences_fashion_mnist.py [--split-size 1000] [--epochs 30]
         [--lira-models 8] [--distill-epochs 10] [--attack-epochs 50] [--seed 0] [--quick]
 
 Setting (scaled to two CPU cores):

@@ -1,6 +1,6 @@
 """SeqMIA and its baselines on Fashion-MNIST, measured at low false-positive rates.
 
-    flock /work/heavy.lock python benchmarks/seqmia_fashion_mnist.py [--split-size 2500] [--epochs 50]
+    python benchmarks/seqmia_fashion_mnist.py [--split-size 2500] [--epochs 50]
         [--distill-size 10000] [--distill-epochs 50] [--attack-epochs 150] [--lira-models 8] [--seed 0]
 
 Setting (Li et al. 2024, section 5.1, scaled to two CPU cores):
