@@ -69,6 +69,21 @@ def test_summary_leads_with_far_and_low_fpr():
     assert "ZeroR" in text and "naive" in text
 
 
+def test_summary_says_which_low_fpr_cannot_be_measured():
+    small = _result("loss", 1.0, n=150)  # 150 non-members: one false positive is 0.67 % FPR
+    report = AuditReport([small], ModelFacts(n_train=150, n_test=150))
+    lines = report.summary().splitlines()
+    row = next(line for line in lines if line.startswith("loss"))
+    tpr_01, tpr_1 = row.split()[1:3]
+    assert tpr_01 == "n/a"
+    expected_tpr_1 = small.roc.tpr[small.roc.fpr <= 0.01].max()  # no interpolation
+    assert float(tpr_1) == pytest.approx(expected_tpr_1, abs=5e-5)
+    assert any("0.1% FPR cannot be measured with 150 non-members" in line and "at least 1000" in line
+               for line in lines)
+    resolved = AuditReport([_result("loss", 1.0, n=1000)]).summary()  # 1000 non-members resolve 0.1 %
+    assert "n/a" not in resolved and "cannot be measured" not in resolved
+
+
 def test_roc_plot_draws_every_attack_on_log_axes():
     report = _report()
     fig = plotting.plot_roc(list(report.results.values()))

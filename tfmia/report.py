@@ -181,11 +181,20 @@ class AuditReport:
             lines.append("; ".join(facts))
         header = ["attack"] + [f"TPR@{x * 100:g}%FPR" for x in LOW_FPRS] + ["FAR", "bal.acc", "AUC", "adv", "prec(in)", "rec(in)", "decision"]
         rows = []
+        unresolved = set()  # low FPRs below some result's resolution 1/non-members
         for result in self.results.values():
             m = result.metrics()
+            tprs = []
+            for x in LOW_FPRS:
+                tpr = m[f"tpr_at_{x * 100:g}%_fpr"]
+                if math.isnan(tpr) and x * result.n_non_members < 1:
+                    unresolved.add((x, result.n_non_members))
+                    tprs.append("n/a")
+                else:
+                    tprs.append(_fmt(tpr))
             rows.append(
                 [result.name]
-                + [_fmt(m[f"tpr_at_{x * 100:g}%_fpr"]) for x in LOW_FPRS]
+                + tprs
                 + [_fmt(m[k]) for k in ("far", "balanced_accuracy", "auc", "advantage", "precision_member", "recall_member")]
                 + [result.decision_source]
             )
@@ -197,9 +206,12 @@ class AuditReport:
                         [label, "-", "-", _fmt(conf.far), _fmt(conf.balanced_accuracy), "-", "-", _fmt(conf.precision_member), _fmt(conf.tpr), "baseline"]
                     )
         widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
         lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines += [f"note: n/a = TPR at {x * 100:g}% FPR cannot be measured with {n} non-members "
+                  f"(one false positive is already {100 / n:.2g}% FPR); it needs at least {math.ceil(1 / x)}"
+                  for x, n in sorted(unresolved)]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
