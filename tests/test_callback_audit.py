@@ -53,6 +53,36 @@ def test_logged_values_equal_a_direct_attack_result(data, tmp_path):
     assert (tmp_path / "reports" / "privacy_vs_epoch.png").stat().st_size > 1000
 
 
+def test_logits_option_audits_the_pre_softmax_scores(data):
+    from sklearn.metrics import roc_auc_score
+
+    (x_tr, y_tr), (x_te, y_te) = data
+    model = build_model(small_mlp, seed=0)
+    audit = PrivacyAuditCallback((x_tr[:150], y_tr[:150]), (x_te, y_te), attacks=["loss"], logits=True)
+    history = model.fit(x_tr, y_tr, epochs=1, batch_size=32, verbose=0, callbacks=[audit])
+    assert len(history.history["mia_loss_auc"]) == 1
+    head = model.layers[-1]
+    head.set_weights([w * 40.0 for w in head.get_weights()])  # a quarter of the softmax outputs round to 1
+    kernel, bias = (w.astype(np.float64) for w in head.get_weights())
+    hidden = keras.Model(model.inputs[0], model.layers[-2].output)
+
+    def by_hand(x, y):  # -log softmax_y of h @ W + b in float64, without tfmia
+        z = np.asarray(hidden(x), np.float64) @ kernel + bias
+        z = z - z[np.arange(len(y)), y][:, None]  # 0 at the true class
+        others = np.arange(z.shape[1]) != y[:, None]
+        top = np.where(others, z, -np.inf).max(axis=1)
+        # log(1 + sum_j exp(z_j)) over the other classes, without log(1 + tiny) rounding to 0
+        return np.where(top < 0, np.log1p(np.exp(z).sum(axis=1, where=others)),
+                        top + np.log(np.exp(-top) + np.exp(z - top[:, None]).sum(axis=1, where=others)))
+
+    is_member = np.r_[np.ones(150, bool), np.zeros(len(y_te), bool)]
+    expected = roc_auc_score(is_member, -np.r_[by_hand(x_tr[:150], y_tr[:150]), by_hand(x_te, y_te)])
+    assert audit.audit(2)["loss"].auc == pytest.approx(expected, abs=3e-5)  # one pair in 30,000
+    from_probs = PrivacyAuditCallback((x_tr[:150], y_tr[:150]), (x_te, y_te), attacks=["loss"])
+    from_probs.set_model(model)
+    assert abs(from_probs.audit(2)["loss"].auc - expected) > 3e-4  # the ties the option avoids
+
+
 def test_tensorboard_scalars_are_written(data, tmp_path):
     (x_tr, y_tr), (x_te, y_te) = data
     model = build_model(small_mlp, seed=1)

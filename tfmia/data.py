@@ -60,17 +60,27 @@ class AttackInputs:
 
     # -- construction -------------------------------------------------------
     @classmethod
-    def from_model(cls, model, x, y=None, *, batch_size: int = 256, from_logits: bool | None = None) -> "AttackInputs":
+    def from_model(cls, model, x, y=None, *, batch_size: int = 256, from_logits: bool | None = None,
+                   logits: bool = False) -> "AttackInputs":
         """Run ``model`` over ``x`` in inference mode and wrap its outputs.
 
         ``x`` is an array (or a tuple of arrays for multi-input models) with
         labels ``y``, or a ``tf.data.Dataset`` yielding ``(x, y)`` batches.
         Whether the outputs are logits is read from the model's final
         activation unless ``from_logits`` says so explicitly.
+
+        ``logits=True`` keeps the pre-softmax scores of a Keras model that
+        ends in a softmax (a final ``Dense(..., activation="softmax")`` or
+        ``Softmax`` layer; array ``x`` only).  A float32 softmax rounds
+        confident outputs to exactly 1.0, so their losses tie at 0 and
+        low-FPR attacks lose resolution; from logits every signal goes
+        through a stable log-softmax and keeps it.  The default matches the
+        reference code, which works on probabilities.
         """
         from .features.predictions import predict_outputs
 
-        outputs, labels, is_logits = predict_outputs(model, x, y, batch_size=batch_size, from_logits=from_logits)
+        outputs, labels, is_logits = predict_outputs(model, x, y, batch_size=batch_size, from_logits=from_logits,
+                                                     logits=logits)
         return cls(labels=labels, logits=outputs) if is_logits else cls(labels=labels, probs=outputs)
 
     @classmethod

@@ -88,6 +88,9 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         slicing: keyword arguments for ``AttackResult.slices`` whose per-slice AUCs
             are logged too, e.g. ``{"by_correctness": True}`` (None: entire set only).
         batch_size: inference batch size.
+        logits: audit the pre-softmax scores of a model ending in a softmax
+            (``AttackInputs.from_model(..., logits=True)``): float32
+            probabilities of confident records round to 1.0 and tie.
         prefix: prefix of the log keys (default ``"mia_"``).
     """
 
@@ -102,6 +105,7 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         report_dir=None,
         slicing: dict | None = None,
         batch_size: int = 512,
+        logits: bool = False,
         prefix: str = "mia_",
     ):
         super().__init__()
@@ -113,6 +117,7 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.slicing = dict(slicing) if slicing else None
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.logits = bool(logits)
         self.prefix = str(prefix)
         self.reports: list[AuditReport] = []
         self._writer = None
@@ -151,8 +156,9 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
     # -- one audit ---------------------------------------------------------------
     def audit(self, epoch: int | None = None) -> AuditReport:
         """Run every attack on the current model and return the AuditReport."""
-        members = AttackInputs.from_model(self.model, *self.members_xy, batch_size=self.batch_size)
-        non_members = AttackInputs.from_model(self.model, *self.non_members_xy, batch_size=self.batch_size)
+        members = AttackInputs.from_model(self.model, *self.members_xy, batch_size=self.batch_size, logits=self.logits)
+        non_members = AttackInputs.from_model(self.model, *self.non_members_xy, batch_size=self.batch_size,
+                                              logits=self.logits)
         report = AuditReport(facts=ModelFacts.from_inputs(members, non_members, model_name=self.model.name, epoch=epoch),
                              title=f"Privacy audit of {self.model.name}, epoch {epoch}")
         for name, attack in self.attacks.items():
