@@ -54,6 +54,25 @@ def test_audit_with_shadow_data(saved, tmp_path):
     assert "shadow model" in report.notes[0]
 
 
+def test_logits_flag_audits_scores_before_the_softmax(saved, tmp_path):
+    """A confident model: its float32 probabilities tie at 1.0, its logits do not."""
+    model = keras.models.load_model(saved / "model.keras")
+    head = model.layers[-1]
+    head.set_weights([w * 2.5 for w in head.get_weights()])  # margins past ~17 but short of float32 underflow
+    model.save(tmp_path / "model.keras")
+    for name in ("members.npz", "non_members.npz", "shadow.npz"):
+        shutil.copy(saved / name, tmp_path / name)
+    ties = {}
+    for flag in ((), ("--logits",)):
+        out = tmp_path / ("logits" if flag else "probs")
+        assert _audit(tmp_path, out, "--attacks", "loss", "--shadow-data", str(tmp_path / "shadow.npz"),
+                      "--shadow-epochs", "2", *flag) == 0
+        scores = AuditReport.from_json(out / "report.json")["loss (global threshold)"].scores
+        ties[bool(flag)] = len(scores) - len(np.unique(scores))
+    assert ties[False] > 20  # many losses are exactly 0 from probabilities
+    assert ties[True] == 0
+
+
 def test_report_rerenders(saved, tmp_path, capsys):
     _audit(saved, tmp_path / "out", "--attacks", "loss")
     capsys.readouterr()

@@ -88,6 +88,24 @@ def test_sequential_run_directory_and_config_check(tmp_path):
                             run_dir=tmp_path, progress=False)
 
 
+def test_logits_are_stored_for_softmax_models(tmp_path):
+    x, y = digits()
+    shadows = train_shadow_models(small_mlp, x[:300], y[:300], n_shadows=1, fit=QUICK, train_size=100, seed=5,
+                                  run_dir=tmp_path, progress=False, logits=True)
+    shadow = shadows.models[0]
+    assert shadow.is_logits
+    model = build_model(small_mlp)
+    model.load_weights(shadow.weights_path)
+    kernel, bias = model.layers[-1].get_weights()
+    hidden = model.layers[0](x[:300][shadow.query_indices])  # Dense(32, relu): the head's input
+    np.testing.assert_allclose(shadow.outputs, np.asarray(hidden) @ kernel + bias, rtol=1e-4, atol=1e-4)
+    members, _ = shadows.attack_inputs(0)
+    assert members.from_logits
+    with pytest.raises(ValueError, match="different configuration.*logits"):
+        train_shadow_models(small_mlp, x[:300], y[:300], n_shadows=1, fit=QUICK, train_size=100, seed=5,
+                            run_dir=tmp_path, progress=False)
+
+
 def test_process_pool_executor(tmp_path):
     x, y = digits()
     ctx = multiprocessing.get_context("spawn")

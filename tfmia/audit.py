@@ -43,12 +43,12 @@ def model_fn_like(model):
 
 
 def _calibration(model, members: AttackInputs, non_members: AttackInputs, shadow_data, shadow_epochs: int,
-                 known_fraction: float, seed: int):
+                 known_fraction: float, seed: int, logits: bool):
     """(shadow members, shadow non-members, evaluated members, evaluated non-members, note)."""
     if shadow_data is not None:
         x, y = shadow_data
         shadows = train_shadow_models(model_fn_like(model), x, y, n_shadows=1, fit=FitConfig(epochs=shadow_epochs),
-                                      train_size=len(y) // 2, seed=seed, progress=False)
+                                      train_size=len(y) // 2, seed=seed, progress=False, logits=logits)
         s_in, s_out = shadows.pooled_attack_inputs()
         note = f"calibrated on one shadow model trained for {shadow_epochs} epochs on {len(y) // 2} attacker records"
         return s_in, s_out, members, non_members, note
@@ -61,15 +61,20 @@ def _calibration(model, members: AttackInputs, non_members: AttackInputs, shadow
 
 
 def run_audit(model, members_xy, non_members_xy, *, attacks: Sequence[str] = AUDIT_ATTACKS, shadow_data=None,
-              shadow_epochs: int = 30, known_fraction: float = 0.8, seed: int = 0, model_name: str | None = None) -> AuditReport:
-    """Audit ``model`` on ``(x, y)`` members and non-members; returns the AuditReport."""
+              shadow_epochs: int = 30, known_fraction: float = 0.8, seed: int = 0, model_name: str | None = None,
+              logits: bool = False) -> AuditReport:
+    """Audit ``model`` on ``(x, y)`` members and non-members; returns the AuditReport.
+
+    ``logits=True`` audits the pre-softmax scores of a model ending in a
+    softmax, the shadow model's too (``AttackInputs.from_model``).
+    """
     unknown = [a for a in attacks if a not in AUDIT_ATTACKS]
     if unknown or not attacks:
         raise ValueError(f"--attacks: unknown {unknown or 'empty list'}; choose from {', '.join(AUDIT_ATTACKS)}")
-    members = AttackInputs.from_model(model, *members_xy)
-    non_members = AttackInputs.from_model(model, *non_members_xy)
+    members = AttackInputs.from_model(model, *members_xy, logits=logits)
+    non_members = AttackInputs.from_model(model, *non_members_xy, logits=logits)
     s_in, s_out, e_in, e_out, note = _calibration(model, members, non_members, shadow_data, shadow_epochs,
-                                                  known_fraction, seed)
+                                                  known_fraction, seed, logits)
     facts = ModelFacts.from_inputs(members, non_members, model_name=model_name or model.name)
     report = AuditReport(facts=facts, notes=[note])
     for name in attacks:

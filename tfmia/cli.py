@@ -99,7 +99,7 @@ def _cmd_audit(args) -> int:
     try:
         report = run_audit(model, members, non_members, attacks=attacks, shadow_data=shadow,
                            shadow_epochs=args.shadow_epochs, known_fraction=args.known_fraction, seed=args.seed,
-                           model_name=Path(args.model).name)
+                           model_name=Path(args.model).name, logits=args.logits)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     out = Path(args.out)
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--known-fraction", type=float, default=0.8,
                        help="without --shadow-data: fraction of each class's records the attacker knows (default: %(default)s)")
     audit.add_argument("--seed", type=int, default=0, help="seed for splits and shadow training")
+    audit.add_argument("--logits", action="store_true",
+                       help="audit the scores before the model's final softmax (float32 probabilities of "
+                            "confident records round to 1.0 and tie)")
     audit.add_argument("--out", default="tfmia-report", help="output folder (default: %(default)s)")
     audit.set_defaults(func=_cmd_audit)
 

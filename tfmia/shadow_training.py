@@ -168,19 +168,20 @@ def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme
     return splits
 
 
-def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, predict_batch_size: int):
+def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, predict_batch_size: int,
+               logits: bool = False):
     """One job (runs in a worker): train, query, and return outputs and weights bytes."""
     from .features.predictions import outputs_are_logits, predict
 
     model = build_model(model_fn, seed=seed)
     fit_model(model, x_train, y_train, fit)
-    outputs = predict(model, x_query, batch_size=predict_batch_size)
+    outputs = predict(model, x_query, batch_size=predict_batch_size, logits=logits)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.weights.h5")
         model.save_weights(path)
         with open(path, "rb") as fh:
             weights = fh.read()
-    return {"outputs": outputs, "is_logits": outputs_are_logits(model), "weights": weights}
+    return {"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights}
 
 
 def _progress(total: int, enabled: bool):
@@ -205,6 +206,7 @@ def train_shadow_models(
     executor: cf.Executor | None = None,
     progress: bool = True,
     predict_batch_size: int = 512,
+    logits: bool = False,
     tag: str = "",
 ) -> ShadowModels:
     """Train ``n_shadows`` models of ``model_fn`` on the attacker's pool ``(x, y)``.
@@ -220,6 +222,8 @@ def train_shadow_models(
         run_dir: folder to checkpoint into and resume from (None: keep nothing on disk).
         executor: where jobs run (default: in this process, one after another).
         progress: show a progress bar over models.
+        predict_batch_size: inference batch size for the stored outputs.
+        logits: store the pre-softmax scores of softmax models (see ``AttackInputs.from_model``).
         tag: distinguishes several runs sharing one run directory's config (e.g. "lira").
     """
     check_positive_int(n_shadows, "n_shadows")
@@ -243,6 +247,7 @@ def train_shadow_models(
                 "seed": seed,
                 "fit": fit.to_dict(),
                 "data": fingerprint_arrays(x, y),
+                "logits": bool(logits),
                 "tag": tag,
             },
         )
@@ -277,7 +282,7 @@ def train_shadow_models(
                 bar.add(1)
             continue
         future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit, seed + 1 + i,
-                                 predict_batch_size)
+                                 predict_batch_size, bool(logits))
         pending[future] = (i, in_idx, out_idx, query_idx)
         # Store whatever has finished already (with the in-process executor: this job), so that an
         # interruption loses at most the jobs still running.
