@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from _harness import Case
+from reference_code import thre_setting  # tests/reference_code.py: the authors' code, verbatim
 from tfmia.histograms import ClassHistograms
 from tfmia.metrics import auc
 from tfmia.metrics import roc_curve as tfmia_roc_curve
@@ -41,19 +42,6 @@ def shadow_scores(rng, n, num_classes):
         "labels_out": class_labels(rng, n - half, num_classes),
         "num_classes": num_classes,
     }
-
-
-def thre_setting(tr_values, te_values):
-    """Song & Mittal's reference, verbatim."""
-    value_list = np.concatenate((tr_values, te_values))
-    thre, max_acc = 0, 0
-    for value in value_list:
-        tr_ratio = np.sum(tr_values >= value) / (len(tr_values) + 0.0)
-        te_ratio = np.sum(te_values < value) / (len(te_values) + 0.0)
-        acc = 0.5 * (tr_ratio + te_ratio)
-        if acc > max_acc:
-            thre, max_acc = value, acc
-    return thre
 
 
 def sklearn_threshold(values_in, values_out):

@@ -51,19 +51,6 @@ constexpr double kMaxFinite = 1.7976931348623157e308;
 // a normal double, and the terms that underflow are below its rounding error.
 constexpr double kUnderflowMargin = 600.0;
 
-// Output pointers, one value per row.
-template <class T>
-struct Outputs {
-    T* loss;
-    T* confidence;
-    T* max;
-    T* sd;
-    T* entropy;
-    T* modified_entropy;
-    bool* correct;
-    T* logit_confidence;
-};
-
 template <class D>
 struct Values {
     D loss, confidence, max, sd, entropy, modified_entropy, logit_confidence;

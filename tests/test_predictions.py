@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 import pytest
 
-from tests._models import digits_mlp
+from _models import digits_mlp
 from tfmia.features.predictions import _INFERENCE_FUNCTIONS, predict
 
 
@@ -120,7 +120,7 @@ def test_logits_of_a_softmax_model_and_the_losses_they_keep(head):
 
 
 def test_logits_of_a_model_that_already_outputs_them():
-    from tests._models import digits_logits_mlp
+    from _models import digits_logits_mlp
     from tfmia.data import AttackInputs
 
     model = digits_logits_mlp()

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ __all__ = [
     "encode_float",
     "decode_float",
     "to_json_text",
+    "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
     "save_npz",
@@ -97,22 +99,34 @@ def to_json_text(obj: Any) -> str:
     return json.dumps(obj, allow_nan=False, indent=1, sort_keys=False)
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ".tmp"):
+    """A temporary file name beside ``path`` for a writer to fill.
+
+    When the ``with`` block succeeds the file is fsync'ed and renamed over
+    ``path``; when it fails the file is removed and ``path`` is untouched.
+    ``suffix`` is for writers that insist on one (Keras: ``.weights.h5``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:

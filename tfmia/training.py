@@ -10,11 +10,10 @@ For process pools and Dask it must be picklable (a module-level function or a
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._serialization import atomic_path
 from ._validate import check_positive_int
 
 __all__ = ["FitConfig", "build_model", "fit_model", "seed_everything", "save_weights_atomically", "load_weights"]
@@ -90,18 +89,8 @@ def save_weights_atomically(model, path) -> Path:
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"path must end in .weights.h5, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._validate import as_labels, check_positive_int
 
-__all__ = ["iter_batches", "model_input_shape", "check_batch", "as_label_vector", "progress_bar"]
+__all__ = ["iter_batches", "model_input_shape", "check_batch", "as_label_vector"]
 
 
 def model_input_shape(model) -> tuple | None:
@@ -55,17 +55,27 @@ def _as_float(x) -> np.ndarray:
 
 
 def iter_batches(
-    model, x, y=None, *, batch_size: int, need_labels: bool = True
+    model, x, y=None, *, batch_size: int, need_labels: bool = True, verbose: int = 0
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Yield ``(x_batch, y_batch)`` numpy pairs of at most ``batch_size`` records.
 
     ``x`` is an array with labels ``y`` (``y`` may be None when
     ``need_labels`` is False), or a ``tf.data.Dataset`` yielding ``(x, y)``
-    batches, or ``x`` batches when labels are not needed.
+    batches, or ``x`` batches when labels are not needed.  With ``verbose``
+    a progress bar advances as the caller finishes each batch.
     """
+    check_positive_int(batch_size, "batch_size")
+    progress = _progress_bar(x, verbose)
+    for xb, yb in _batches(model, x, y, batch_size, need_labels):
+        yield xb, yb
+        if progress is not None:
+            progress.add(xb.shape[0])
+
+
+def _batches(model, x, y, batch_size: int, need_labels: bool):
+    """:func:`iter_batches` without the progress bar."""
     import tensorflow as tf
 
-    check_positive_int(batch_size, "batch_size")
     expected = model_input_shape(model)
     if isinstance(x, tf.data.Dataset):
         if y is not None:
@@ -105,11 +115,11 @@ def iter_batches(
         yield x[start : start + batch_size], None if labels is None else labels[start : start + batch_size]
 
 
-def progress_bar(x, verbose: int, unit: str = "record"):
+def _progress_bar(x, verbose: int):
     """A Keras Progbar over the records of ``x`` (unknown length for datasets), or None when quiet."""
     if not verbose:
         return None
     import keras
 
     total = None if not hasattr(x, "shape") else int(x.shape[0])
-    return keras.utils.Progbar(total, unit_name=unit)
+    return keras.utils.Progbar(total, unit_name="record")

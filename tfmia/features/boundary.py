@@ -39,7 +39,7 @@ import numpy as np
 
 from ..bisection import BisectionState
 from .._validate import check_positive_int
-from ._batching import iter_batches, progress_bar
+from ._batching import iter_batches
 from .gradients import per_sample_loss
 from .predictions import outputs_are_logits
 
@@ -242,10 +242,6 @@ def boundary_distance(model, x, y=None, *, batch_size: int = 64, verbose: int = 
     labels are not needed.
     """
     extractor = BoundaryExtractor(model, **options)
-    progress = progress_bar(x, verbose)
-    parts = []
-    for xb, _ in iter_batches(model, x, y, batch_size=batch_size, need_labels=False):
-        parts.append(extractor(xb))
-        if progress is not None:
-            progress.add(xb.shape[0])
+    parts = [extractor(xb) for xb, _ in
+             iter_batches(model, x, y, batch_size=batch_size, need_labels=False, verbose=verbose)]
     return BoundaryDistances.concatenate(parts)

@@ -38,7 +38,7 @@ import numpy as np
 from .._device import resolve
 from ..gradstats import COLUMNS, GradientStats
 from .._validate import check_positive_int
-from ._batching import iter_batches, progress_bar
+from ._batching import iter_batches
 from .predictions import outputs_are_logits
 
 __all__ = ["WRT", "COLUMNS", "per_sample_loss", "GradientStatsExtractor", "GradientStatistics", "gradient_statistics"]
@@ -258,13 +258,10 @@ def gradient_statistics(
         max_gradient_bytes=max_gradient_bytes,
         device=device,
     )
-    progress = progress_bar(x, verbose)
     values, labels = [], []
-    for xb, yb in iter_batches(model, x, y, batch_size=batch_size):
+    for xb, yb in iter_batches(model, x, y, batch_size=batch_size, verbose=verbose):
         values.append(extractor(xb, yb))
         labels.append(yb)
-        if progress is not None:
-            progress.add(xb.shape[0])
     return GradientStatistics(
         values=np.concatenate(values),
         labels=np.concatenate(labels),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._batching import iter_batches, progress_bar
+from ._batching import iter_batches
 
 __all__ = ["IntermediateExtractor", "intermediate_outputs", "resolve_layer_output"]
 
@@ -97,10 +97,5 @@ def intermediate_outputs(model, x, y=None, *, layer=None, batch_size: int = 256,
     ``layer``.
     """
     extractor = IntermediateExtractor(model, layer)
-    progress = progress_bar(x, verbose)
-    rows = []
-    for xb, _ in iter_batches(model, x, y, batch_size=batch_size, need_labels=False):
-        rows.append(extractor(xb))
-        if progress is not None:
-            progress.add(xb.shape[0])
-    return np.concatenate(rows)
+    return np.concatenate([extractor(xb) for xb, _ in
+                           iter_batches(model, x, y, batch_size=batch_size, need_labels=False, verbose=verbose)])

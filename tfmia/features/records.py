@@ -28,7 +28,7 @@ from scipy import special
 
 from .. import signals as _signals
 from .._validate import as_float_array, as_labels, check_positive_int
-from ._batching import iter_batches, progress_bar
+from ._batching import iter_batches
 from .boundary import BoundaryExtractor
 from .gradients import GradientStatsExtractor
 from .intermediate import IntermediateExtractor
@@ -215,12 +215,9 @@ class FeatureRecords:
                 "losses": _signals.compute(outputs, yb, is_logits)["loss"],
             }
 
-        progress = progress_bar(x, verbose)
         chunks = _Chunks(run, checkpoint_every)
-        for xb, yb in iter_batches(model, x, y, batch_size=batch_size):
+        for xb, yb in iter_batches(model, x, y, batch_size=batch_size, verbose=verbose):
             chunks.add(xb, yb, compute)
-            if progress is not None:
-                progress.add(xb.shape[0])
         merged = chunks.finish()
         return cls(merged["features"], merged["labels"], merged["predicted"], merged["losses"], columns)
 
