@@ -44,6 +44,13 @@ def digits():
     return d.x, d.y
 
 
+def prob_inputs(probs, labels):
+    """Probability rows and labels as the AttackInputs an attack takes (outputs declared as probabilities)."""
+    from tfmia.data import AttackInputs
+
+    return AttackInputs(probs=probs, labels=labels)
+
+
 def random_probs(n, c, seed, sharpness=3.0):
     """Random probability rows with a chosen label boosted."""
     rng = np.random.default_rng(seed)

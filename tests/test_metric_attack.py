@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _models import digits, digits_mlp, random_probs
+from _models import digits, digits_mlp, prob_inputs, random_probs
 from reference_code import reference_values, thre_setting
 
 from tfmia.attacks import METRICS, MetricAttack
@@ -17,21 +17,21 @@ def test_class_dependent_thresholds_and_decisions_match_the_reference(metric):
     p_in, y_in = random_probs(400, 5, seed=1, sharpness=5)
     p_out, y_out = random_probs(400, 5, seed=2, sharpness=2)
     p_tgt, y_tgt = random_probs(300, 5, seed=3, sharpness=4)
-    attack = MetricAttack(metric).fit((p_in, y_in), (p_out, y_out))
+    attack = MetricAttack(metric).fit(prob_inputs(p_in, y_in), prob_inputs(p_out, y_out))
     v_in, v_out = reference_values(p_in, y_in, metric), reference_values(p_out, y_out, metric)
     expected = [thre_setting(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
     np.testing.assert_allclose(attack.thresholds, expected, rtol=1e-12, atol=0)
     v_tgt = reference_values(p_tgt, y_tgt, metric)
-    np.testing.assert_array_equal(attack.predict((p_tgt, y_tgt)), v_tgt >= attack.thresholds[y_tgt])
+    np.testing.assert_array_equal(attack.predict(prob_inputs(p_tgt, y_tgt)), v_tgt >= attack.thresholds[y_tgt])
 
-    glob = MetricAttack(metric, class_dependent=False).fit((p_in, y_in), (p_out, y_out))
+    glob = MetricAttack(metric, class_dependent=False).fit(prob_inputs(p_in, y_in), prob_inputs(p_out, y_out))
     assert glob.threshold() == pytest.approx(thre_setting(v_in, v_out), rel=1e-12)
-    np.testing.assert_array_equal(glob.predict((p_tgt, y_tgt)), glob.values((p_tgt, y_tgt)) >= glob.threshold())
+    np.testing.assert_array_equal(glob.predict(prob_inputs(p_tgt, y_tgt)), glob.values(prob_inputs(p_tgt, y_tgt)) >= glob.threshold())
 
 
 def test_correctness_attack_needs_no_calibration():
     p, y = random_probs(200, 4, seed=5)
-    result = MetricAttack("correctness").evaluate((p[:100], y[:100]), (p[100:], y[100:]))
+    result = MetricAttack("correctness").evaluate(prob_inputs(p[:100], y[:100]), prob_inputs(p[100:], y[100:]))
     correct = p.argmax(axis=1) == y
     assert np.array_equal(result.decisions, correct)
     assert result.decision_source == "threshold"
@@ -42,12 +42,15 @@ def test_class_absent_from_shadow_data_uses_global_threshold():
     p_out, y_out = random_probs(300, 4, seed=2)
     keep_in, keep_out = y_in != 3, y_out != 3
     with pytest.warns(UserWarning, match=r"classes \[3\]"):
-        attack = MetricAttack("loss").fit((p_in[keep_in], y_in[keep_in]), (p_out[keep_out], y_out[keep_out]))
-    glob = MetricAttack("loss", class_dependent=False).fit((p_in[keep_in], y_in[keep_in]), (p_out[keep_out], y_out[keep_out]))
+        attack = MetricAttack("loss").fit(prob_inputs(p_in[keep_in], y_in[keep_in]), prob_inputs(p_out[keep_out], y_out[keep_out]))
+    glob = MetricAttack("loss", class_dependent=False).fit(prob_inputs(p_in[keep_in], y_in[keep_in]), prob_inputs(p_out[keep_out], y_out[keep_out]))
     assert attack.thresholds[3] == glob.threshold()
     p_t, y_t = random_probs(50, 4, seed=9)
-    scores = attack.score((p_t, y_t))  # labels of class 3 are scored, not rejected
-    assert np.all(np.isfinite(scores))
+    # Records of class 3 are scored, not rejected, and decided by the global threshold.
+    decisions = attack.predict(prob_inputs(p_t, y_t))
+    of_3 = y_t == 3
+    assert of_3.any()
+    np.testing.assert_array_equal(decisions[of_3], glob.predict(prob_inputs(p_t, y_t))[of_3])
 
 
 def test_bad_input():
@@ -55,15 +58,17 @@ def test_bad_input():
     with pytest.raises(ValueError, match="metric"):
         MetricAttack("nope")
     with pytest.raises(ValueError, match="fitted"):
-        MetricAttack("loss").score((p, y))
-    attack = MetricAttack("loss").fit((p, y), (p, y))
+        MetricAttack("loss").score(prob_inputs(p, y))
+    attack = MetricAttack("loss").fit(prob_inputs(p, y), prob_inputs(p, y))
     p5, y5 = random_probs(10, 5, seed=2)
     with pytest.raises(ValueError, match="5 classes"):
-        attack.score((p5, y5))
+        attack.score(prob_inputs(p5, y5))
     with pytest.raises(ValueError, match="labels"):
-        attack.score((p[:10], y[:9]))
+        attack.score(prob_inputs(p[:10], y[:9]))
     with pytest.raises(ValueError, match="members have 4 classes but non_members have 5"):
-        MetricAttack("loss").fit((p, y), (p5, y5))
+        MetricAttack("loss").fit(prob_inputs(p, y), prob_inputs(p5, y5))
+    with pytest.raises(ValueError, match="does not say whether the outputs are probabilities or logits"):
+        attack.score((p, y))
 
 
 @pytest.fixture(scope="module")

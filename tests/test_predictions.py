@@ -133,11 +133,11 @@ def test_logits_bad_input():
     import keras
     from tfmia.data import AttackInputs
 
-    sigmoid = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu"),
-                                keras.layers.Activation("softmax")])
+    conv_head = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(10, 8, activation="softmax"),
+                                  keras.layers.Reshape((10,))])
     x, y = np.zeros((4, 64), np.float32), np.zeros(4, int)
-    with pytest.raises(ValueError, match="final Dense or Softmax layer.*Activation"):
-        AttackInputs.from_model(sigmoid, x, y, logits=True)
+    with pytest.raises(ValueError, match="logits=True reads the scores before a final softmax"):
+        AttackInputs.from_model(conv_head, x.reshape(4, 8, 8, 1), y, logits=True)
     with pytest.raises(ValueError, match="either logits=True or from_logits"):
         AttackInputs.from_model(digits_mlp(), x, y, logits=True, from_logits=False)
     with pytest.raises(ValueError, match="needs a Keras model"):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _models import random_probs
+from _models import prob_inputs, random_probs
 from reference_code import reference_fit, reference_scores
 
 from tfmia.attacks import PrivacyRiskScore
@@ -72,4 +72,4 @@ def test_bad_input():
         PrivacyRiskScore().score(target)
     p5, y5 = random_probs(20, 5, seed=1)
     with pytest.raises(ValueError, match="5 classes"):
-        PrivacyRiskScore().fit(s_in, s_out).score((p5, y5))
+        PrivacyRiskScore().fit(s_in, s_out).score(prob_inputs(p5, y5))

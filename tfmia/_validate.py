@@ -20,6 +20,7 @@ __all__ = [
     "as_float_array",
     "as_labels",
     "as_membership",
+    "class_indices",
     "check_same_length",
     "check_positive_int",
     "check_positive_number",
@@ -80,6 +81,27 @@ def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = N
     if num_classes is not None and arr.max() >= num_classes:
         raise ValueError(f"{name} must be < num_classes={num_classes}, found {int(arr.max())}")
     return np.ascontiguousarray(arr)
+
+
+def class_indices(y, name: str, *, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
+    """True labels as class indices: 1-D indices, an (N, 1) column, or exactly one-hot (N, C) rows.
+
+    Two-dimensional labels are accepted only when every row is one-hot (0/1
+    entries, a single 1); soft labels or scores are refused rather than
+    arg-maxed.  Returns :func:`as_labels` of the indices.
+    """
+    lab = np.asarray(y)
+    if lab.ndim == 2 and lab.shape[1] == 1:
+        lab = lab[:, 0]
+    elif lab.ndim == 2:
+        if num_classes is not None and lab.shape[1] != num_classes:
+            raise ValueError(f"{name} of shape {lab.shape} must be class indices or one-hot rows of {num_classes} classes")
+        one_hot = lab.dtype.kind in "biuf" and np.all((lab == 0) | (lab == 1)) and np.all(lab.sum(axis=1) == 1)
+        if not one_hot:
+            raise ValueError(f"{name} of shape {lab.shape} is not one-hot (a single 1 per row, zeros elsewhere); "
+                             "give class indices")
+        lab = lab.argmax(axis=1)
+    return as_labels(lab, name, n=n, num_classes=num_classes)
 
 
 def as_membership(is_member, name: str = "is_member", *, n: int | None = None) -> np.ndarray:

@@ -66,8 +66,13 @@ class AttackInputs:
 
         ``x`` is an array (or a tuple of arrays for multi-input models) with
         labels ``y``, or a ``tf.data.Dataset`` yielding ``(x, y)`` batches.
-        Whether the outputs are logits is read from the model's final
-        activation unless ``from_logits`` says so explicitly.
+        Whether the outputs are logits is what the model declares (its output
+        layer's activation; see
+        :func:`~tfmia.features.predictions.outputs_are_logits`, which refuses
+        to guess) unless ``from_logits`` says so explicitly.  A model that
+        knows what an attacker observes of it (``model.attack_inputs(x, y,
+        batch_size=...)``, e.g. a :class:`~tfmia.defenses.DefendedModel`)
+        is asked for it.
 
         ``logits=True`` keeps the pre-softmax scores of a Keras model that
         ends in a softmax (a final ``Dense(..., activation="softmax")`` or
@@ -79,6 +84,11 @@ class AttackInputs:
         """
         from .features.predictions import predict_outputs
 
+        observed = getattr(model, "attack_inputs", None)
+        if callable(observed):
+            if logits or from_logits:
+                raise ValueError(f"a {type(model).__name__} declares its own outputs; do not pass logits or from_logits")
+            return observed(x, y, batch_size=batch_size)
         outputs, labels, is_logits = predict_outputs(model, x, y, batch_size=batch_size, from_logits=from_logits,
                                                      logits=logits)
         return cls(labels=labels, logits=outputs) if is_logits else cls(labels=labels, probs=outputs)

@@ -307,7 +307,11 @@ class AttackResult:
 
     @cached_property
     def advantage(self) -> float:
-        """Attacker advantage, max over thresholds of TPR - FPR."""
+        """Attacker advantage, max over thresholds of TPR - FPR.
+
+        Not ``max |TPR - FPR|`` (TensorFlow Privacy's definition), which also
+        credits an attack for being worse than chance; see docs/definitions.md.
+        """
         return float(np.max(self.roc.tpr - self.roc.fpr))
 
     def low_fpr(self, target_fpr: float, confidence: float = 0.95) -> LowFprPoint:

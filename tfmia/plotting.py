@@ -71,18 +71,29 @@ def plot_roc(results: Sequence, *, log_scale: bool = True, title: str = "ROC cur
 
 
 def plot_score_histograms(results: Sequence, *, bins: int = 50) -> Figure:
-    """One panel per attack: histograms of member and non-member scores (density)."""
+    """One panel per attack: histograms (density) of member and non-member score quantiles.
+
+    The x axis is each record's score quantile among all of the attack's
+    records, ``(rank - 1/2) / N`` with ties at their average rank, not the raw
+    score: the panels then read the same for every attack, whatever the
+    scale of its scores (log-likelihood ratios, probabilities, or the
+    float64-step margins of class-dependent thresholds), and separation shows
+    as members piling up on the right.
+    """
+    from scipy.stats import rankdata
+
     results = list(results)
     cols = min(3, max(1, len(results)))
     rows = int(np.ceil(len(results) / cols)) if results else 1
     fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    edges = np.linspace(0.0, 1.0, bins + 1)
     for i, result in enumerate(results):
         ax = fig.add_subplot(rows, cols, i + 1)
-        edges = np.histogram_bin_edges(result.scores, bins=bins)
-        ax.hist(result.scores[result.is_member], bins=edges, density=True, alpha=0.55, label="members")
-        ax.hist(result.scores[~result.is_member], bins=edges, density=True, alpha=0.55, label="non-members")
+        quantiles = (rankdata(result.scores, method="average") - 0.5) / result.scores.size
+        ax.hist(quantiles[result.is_member], bins=edges, density=True, alpha=0.55, label="members")
+        ax.hist(quantiles[~result.is_member], bins=edges, density=True, alpha=0.55, label="non-members")
         ax.set_title(result.name, fontsize="medium")
-        ax.set_xlabel("score (higher = member)")
+        ax.set_xlabel("score quantile among all records (higher = member)")
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -170,7 +170,13 @@ def _single_result(mods, result, key: str):
 
 
 def report_to_tf_privacy(report, *, by_class: bool = True, by_correctness: bool = True):
-    """TF Privacy ``AttackResults`` for every attack of ``report`` and its slices."""
+    """TF Privacy ``AttackResults`` for every attack of ``report`` and its slices.
+
+    TF Privacy computes its own summary numbers from the ROC curves handed
+    over, with its own definitions: its attacker advantage is
+    ``max |TPR - FPR|`` where tfmia's is ``max(TPR - FPR)``, so the two differ
+    on slices where the attack is worse than chance (docs/definitions.md).
+    """
     mods = load()
     ds = mods.data_structures
     singles = []

@@ -8,9 +8,13 @@ per target record, higher = more likely a member (``score``), may decide
 Records can be given as
 
 * an :class:`~tfmia.data.AttackInputs`,
-* a ``(model, x, y)`` tuple: the model is run in inference mode over ``x``,
-* an ``(outputs, labels)`` tuple of arrays: probabilities when every row is
-  non-negative and sums to 1 within 1e-3 (TensorFlow Privacy's rule), else logits.
+* a ``(model, x, y)`` tuple: the model is run in inference mode over ``x``;
+  the model declares whether its outputs are logits or probabilities
+  (:func:`~tfmia.features.predictions.outputs_are_logits`).
+
+Whether outputs are probabilities or logits is never guessed from their
+values: bare ``(outputs, labels)`` arrays are refused; wrap them as
+``AttackInputs(probs=..., labels=...)`` or ``AttackInputs(logits=..., labels=...)``.
 """
 
 from __future__ import annotations
@@ -33,14 +37,12 @@ def as_attack_inputs(records, name: str = "records") -> AttackInputs:
         model, x, y = records
         return AttackInputs.from_model(model, x, y)
     if isinstance(records, tuple) and len(records) == 2:
-        outputs, labels = records
-        outputs = np.asarray(outputs)
-        if outputs.ndim != 2:
-            raise ValueError(f"{name}: outputs must be N x C, got shape {outputs.shape}")
-        is_probs = bool(np.all(outputs >= 0) and np.all(np.abs(outputs.sum(axis=1) - 1) <= 1e-3))
-        return AttackInputs(labels=labels, probs=outputs) if is_probs else AttackInputs(labels=labels, logits=outputs)
+        raise ValueError(
+            f"{name}: an (outputs, labels) pair does not say whether the outputs are probabilities or logits; "
+            "pass AttackInputs(probs=outputs, labels=labels) or AttackInputs(logits=outputs, labels=labels)"
+        )
     raise ValueError(
-        f"{name} must be AttackInputs, a (model, x, y) tuple or an (outputs, labels) tuple, got {type(records).__name__}"
+        f"{name} must be AttackInputs or a (model, x, y) tuple, got {type(records).__name__}"
     )
 
 

@@ -8,10 +8,14 @@ first maximiser in concatenation order (``tfmia.thresholds``, bit-exact
 against the authors' ``_thre_setting``).  A class absent from the shadow data
 uses the class-independent threshold (the reference silently used 0).
 
-With class-dependent thresholds the attack's score is ``value - t[label]``
-and it calls a record a member iff that is >= 0 (exactly ``value >= t[label]``
-in IEEE arithmetic); the class-independent variant scores the value itself
-with threshold ``t``.  The correctness attack needs no calibration: member iff
+With class-dependent thresholds the attack's score is the record's margin
+above its class's threshold (:func:`tfmia.thresholds.threshold_margins`): it
+is >= 0 exactly when ``value >= t[label]`` (the decision) and strictly
+increasing in the value within each class, so confident records that
+``value - t[label]`` would round to one float keep their order.  Its
+magnitude counts float64 steps, not units of the metric: read the metric
+with :meth:`MetricAttack.values`.  The class-independent variant scores the
+value itself with threshold ``t``.  The correctness attack needs no calibration: member iff
 correctly classified.
 """
 
@@ -92,7 +96,7 @@ class MetricAttack(Attack):
         inputs = as_attack_inputs(records)
         if self.class_dependent:
             self._check_fitted(inputs)
-            return self.values(inputs) - self._fit.thresholds[inputs.labels]
+            return self._fit.margins(self.values(inputs), inputs.labels)
         if self.num_classes is not None:
             self._check_fitted(inputs)
         return self.values(inputs)

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .._validate import as_labels
+from .._validate import class_indices as label_indices
 from ..features.predictions import outputs_are_logits
 
 __all__ = ["DefenceModel", "rebuild", "step_seed", "labelled_records", "class_indices", "probabilities",
@@ -92,9 +92,7 @@ def labelled_records(records, name: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(records[0]), np.asarray(records[1])
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"{name}: x must be a non-empty numeric array of records, got dtype {x.dtype} shape {x.shape}")
-    if y.ndim == 2:
-        y = y[:, 0] if y.shape[1] == 1 else y.argmax(axis=1)
-    y = as_labels(y, f"{name}: y", n=x.shape[0])
+    y = label_indices(y, f"{name}: y", n=x.shape[0])
     return x.astype(np.float32), y
 
 

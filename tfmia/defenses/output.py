@@ -138,6 +138,9 @@ class MemGuardStyle(OutputDefense):
 class DefendedModel:
     """Predict-only wrapper: ``predict(x)`` returns the defended probabilities of ``model``."""
 
+    #: Every output defence returns probabilities, whatever the wrapped model emits.
+    outputs_are_logits = False
+
     def __init__(self, model, defense: OutputDefense):
         self.model = model
         self.defense = defense

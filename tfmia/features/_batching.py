@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .._validate import as_labels, check_positive_int
+from .._validate import check_positive_int, class_indices
 
 __all__ = ["iter_batches", "model_input_shape", "check_batch", "as_label_vector"]
 
@@ -41,10 +41,7 @@ def check_batch(x: np.ndarray, expected: tuple | None, name: str = "x") -> None:
 
 def as_label_vector(y, name: str = "y") -> np.ndarray:
     """Class indices from 1-D labels, an (N, 1) column or one-hot rows."""
-    y = np.asarray(y)
-    if y.ndim == 2:
-        y = y[:, 0] if y.shape[1] == 1 else y.argmax(axis=1)
-    return as_labels(y, name)
+    return class_indices(y, name)
 
 
 def _as_float(x) -> np.ndarray:

@@ -6,22 +6,78 @@ import weakref
 
 import numpy as np
 
-from .._validate import as_labels, check_positive_int
+from .._validate import check_positive_int, class_indices
 
 __all__ = ["predict_outputs", "outputs_are_logits", "predict"]
 
 
-def outputs_are_logits(model) -> bool:
-    """True unless the model ends in a softmax (activation or ``Softmax`` layer)."""
+def _output_layer(model):
+    """The layer that produces a Sequential or functional Keras model's output, or None."""
     import keras
 
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    if last is None:
-        return True
-    if isinstance(last, keras.layers.Softmax):
+    if isinstance(model, keras.Sequential):
+        return model.layers[-1] if model.layers else None
+    try:
+        outputs = model.outputs
+    except AttributeError:  # a subclassed model: its output layer is not recorded
+        return None
+    if not outputs or len(outputs) != 1:
+        return None
+    history = getattr(outputs[0], "_keras_history", None)
+    return getattr(history, "operation", None)
+
+
+def _final_activation(layer) -> str | None:
+    """``"softmax"``, ``"log_softmax"``, ``"linear"`` or another name for the layer's output nonlinearity."""
+    import keras
+
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear" if isinstance(layer, keras.layers.Dense) else None
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
+def outputs_are_logits(model) -> bool:
+    """Whether ``model``'s outputs are logits (True) or probabilities (False), as the model itself says.
+
+    Never guessed from output values:
+
+    * an object with an ``outputs_are_logits`` attribute declares it (a
+      :class:`~tfmia.defenses.DefendedModel` emits probabilities);
+    * a Sequential or functional Keras model is read from the layer that
+      produces its output: a ``Softmax`` layer or a softmax activation gives
+      probabilities; no activation (linear) or ``log_softmax`` gives logits;
+    * anything else -- a sigmoid or other final activation, a subclassed
+      model whose output layer is not recorded, an object without layers --
+      raises ``ValueError``: pass ``from_logits=True`` or ``False`` explicitly.
+    """
+    declared = getattr(model, "outputs_are_logits", None)
+    if isinstance(declared, (bool, np.bool_)):
+        return bool(declared)
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"cannot tell whether the outputs of a {type(model).__name__} are logits or probabilities; "
+            "pass from_logits=True or from_logits=False"
+        )
+    layer = _output_layer(model)
+    activation = None if layer is None else _final_activation(layer)
+    if activation == "softmax":
         return False
-    activation = getattr(last, "activation", None)
-    return not (activation is keras.activations.softmax or getattr(activation, "__name__", "") == "softmax")
+    if activation in ("linear", "log_softmax"):
+        return True
+    where = (
+        f"its output layer {layer.name!r} has activation {activation!r}"
+        if layer is not None
+        else "its output layer cannot be identified (a subclassed model?)"
+    )
+    raise ValueError(
+        f"cannot tell whether model {model.name!r} outputs logits or probabilities: {where}; "
+        "pass from_logits=True or from_logits=False (class scores must be logits or softmax probabilities)"
+    )
 
 
 def _logits_function(model):
@@ -34,7 +90,11 @@ def _logits_function(model):
     """
     import keras
 
-    last = model.layers[-1]
+    last = _output_layer(model)
+    activation = None if last is None else _final_activation(last)
+    if activation != "softmax":
+        ends = "its output layer cannot be identified" if last is None else f"it ends in activation {activation!r}"
+        raise ValueError(f"logits=True reads the scores before a final softmax, but {ends}")
     try:
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
         body = keras.Model(inputs, last.input)
@@ -43,12 +103,12 @@ def _logits_function(model):
             "logits=True needs a Sequential or functional model built on an Input, "
             f"so that the input of its final layer can be read ({exc})"
         ) from None
-    if isinstance(last, keras.layers.Softmax):
+    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)):
         return body
     if not isinstance(last, keras.layers.Dense):
         raise ValueError(
-            f"logits=True reads the logits of a final Dense or Softmax layer; this model ends in "
-            f"{type(last).__name__} {last.name!r}"
+            f"logits=True reads the logits of a final Dense, Softmax or Activation('softmax') layer; "
+            f"this model ends in {type(last).__name__} {last.name!r}"
         )
 
     def dense_logits(batch, training=False):
@@ -73,7 +133,9 @@ def _inference_function(model, logits: bool = False):
     """
     import tensorflow as tf
 
-    logits = logits and not outputs_are_logits(model)
+    if logits:  # a model without a final softmax already outputs its logits
+        layer = _output_layer(model)
+        logits = layer is None or _final_activation(layer) not in ("linear", "log_softmax")
     functions = _INFERENCE_FUNCTIONS.setdefault(model, {})
     function = functions.get(logits)
     if function is None:
@@ -122,21 +184,35 @@ def predict(model, x, *, batch_size: int = 256, logits: bool = False) -> np.ndar
     return np.asarray(out)
 
 
+def _check_real_inputs(x) -> None:
+    """Refuse complex, object and string input arrays (a model would silently drop or fail on them)."""
+    for part in x if isinstance(x, (tuple, list)) else (x,):
+        kind = np.asarray(part).dtype.kind if isinstance(part, (np.ndarray, list)) else None
+        if kind is not None and kind not in "biuf":
+            raise ValueError(f"x must hold real numbers (bool, integer or float), got dtype {np.asarray(part).dtype}")
+
+
 def predict_outputs(model, x, y=None, *, batch_size: int = 256, from_logits: bool | None = None,
                     logits: bool = False):
     """Run ``model`` over records and return ``(outputs, labels, is_logits)``.
 
     ``x`` is an array (or tuple of arrays) with labels ``y``, or a
     ``tf.data.Dataset`` of ``(x, y)`` batches (then ``y`` must be None).
-    Outputs are float32/float64 N x C.  ``is_logits`` follows
-    :func:`outputs_are_logits` unless ``from_logits`` is given.
-    ``logits=True``: the pre-softmax scores of a model ending in a softmax
-    (array input only; see :func:`predict`).
+    Labels are class indices or one-hot rows (:func:`tfmia._validate.class_indices`).
+    Outputs are float32/float64 N x C.  ``is_logits`` is what the model
+    declares (:func:`outputs_are_logits`, which refuses to guess) unless
+    ``from_logits`` says so explicitly.  ``logits=True``: the pre-softmax
+    scores of a model ending in a softmax (array input only; see
+    :func:`predict`).
     """
     import tensorflow as tf
 
     if logits and from_logits is not None:
         raise ValueError("give either logits=True or from_logits, not both")
+    if from_logits is not None and not isinstance(from_logits, (bool, np.bool_)):
+        raise ValueError(f"from_logits must be True, False or None, got {from_logits!r}")
+    # Known before any inference: whether the outputs will be logits.
+    is_logits = True if logits else (outputs_are_logits(model) if from_logits is None else bool(from_logits))
     if isinstance(x, tf.data.Dataset):
         if logits:
             raise ValueError("logits=True needs x as an array, not a tf.data.Dataset")
@@ -147,22 +223,17 @@ def predict_outputs(model, x, y=None, *, batch_size: int = 256, from_logits: boo
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("the dataset must yield (x, y) batches")
             outputs.append(np.asarray(model(batch[0], training=False)))
-            labels.append(np.asarray(batch[1]).reshape(-1))
+            labels.append(np.asarray(batch[1]))
         if not outputs:
             raise ValueError("the dataset is empty")
         out, lab = np.concatenate(outputs), np.concatenate(labels)
     else:
         if y is None:
             raise ValueError("y (the true labels) is required when x is an array")
+        _check_real_inputs(x)
         out = predict(model, x, batch_size=batch_size, logits=logits)
-        lab = np.asarray(y).reshape(-1) if np.ndim(y) > 1 and np.shape(y)[-1] == 1 else np.asarray(y)
+        lab = y
     if out.ndim != 2:
         raise ValueError(f"model outputs must be N x C class scores, got shape {out.shape}")
-    if lab.ndim == 2:  # one-hot labels
-        lab = lab.argmax(axis=1)
-    labels = as_labels(lab, "y", n=out.shape[0], num_classes=out.shape[1])
-    if logits:
-        is_logits = True
-    else:
-        is_logits = outputs_are_logits(model) if from_logits is None else bool(from_logits)
+    labels = class_indices(lab, "y", n=out.shape[0], num_classes=out.shape[1])
     return out, labels, is_logits
