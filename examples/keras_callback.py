@@ -6,7 +6,8 @@ Trains a small MLP on scikit-learn's digits, auditing a sample of its
 training records against held-out records after every epoch.  The leakage
 metrics (mia_auc, mia_advantage, mia_tpr_at_1pct_fpr, mia_far, ...) land in
 the History and in a CSV log next to the accuracy; one AuditReport per epoch
-and a privacy-vs-epoch plot go to --out/reports.
+and a privacy-vs-epoch plot go to --out/reports/fit-000 (fit-001 on the next
+run with the same --out: nothing is overwritten).
 """
 
 import argparse
@@ -47,7 +48,7 @@ def main(argv=None):
     h = history.history
     print(f"final train accuracy {h['accuracy'][-1]:.3f}; membership AUC {h['mia_auc'][-1]:.3f}, "
           f"advantage {h['mia_advantage'][-1]:.3f}, FAR {h['mia_far'][-1]:.3f}")
-    print(f"per-epoch log: {out / 'log.csv'}; reports and plot: {out / 'reports'}")
+    print(f"per-epoch log: {out / 'log.csv'}; reports and plot: {audit.run_dir}")
 
 
 if __name__ == "__main__":

@@ -47,10 +47,11 @@ def test_logged_values_equal_a_direct_attack_result(data, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert float(rows[-1]["mia_auc"]) == pytest.approx(h["mia_auc"][-1])
     assert rows[1]["mia_auc"] == "NA"  # epoch 2 was not audited
-    saved = sorted((tmp_path / "reports").glob("audit_epoch_*.json"))
+    assert audit.run_dir == tmp_path / "reports" / "fit-000"
+    saved = sorted(audit.run_dir.glob("audit_epoch_*.json"))
     assert [p.name for p in saved] == ["audit_epoch_0001.json", "audit_epoch_0003.json", "audit_epoch_0004.json"]
     assert AuditReport.from_json(saved[-1]).facts.epoch == 4
-    assert (tmp_path / "reports" / "privacy_vs_epoch.png").stat().st_size > 1000
+    assert (audit.run_dir / "privacy_vs_epoch.png").stat().st_size > 1000
 
 
 def test_logits_option_audits_the_pre_softmax_scores(data):
@@ -111,7 +112,8 @@ def test_failing_attack_warns_and_training_continues(data):
         history = model.fit(x_tr, y_tr, epochs=2, verbose=0, callbacks=[audit])
     assert len(history.history["loss"]) == 2
     assert any("broken" in str(w.message) and "boom" in str(w.message) for w in caught)
-    assert "mia_loss_auc" in history.history and "mia_broken_auc" not in history.history
+    assert np.isfinite(history.history["mia_loss_auc"]).all()
+    assert np.isnan(history.history["mia_broken_auc"]).all()  # the same keys every epoch, NaN for the failed attack
     assert any("boom" in note for note in audit.reports[-1].notes)
 
 
@@ -130,6 +132,12 @@ def test_early_stopping_on_mia_auc(data):
 @pytest.mark.parametrize("kwargs, match", [
     ({"members": ([1], [1, 2])}, "members"), ({"attacks": ["nope"]}, "unknown metric"),
     ({"attacks": []}, "empty"), ({"every_n_epochs": 0}, "every_n_epochs"), ({"non_members": "x"}, "non_members"),
+    ({"attacks": {"a b": "loss", "a_b": "entropy"}}, "same log key"), ({"attacks": {"$$": "loss"}}, "log key"),
+    ({"slicing": {"by_klass": True}}, "slicing"), ({"report_dir": 3}, "report_dir"), ({"prefix": 1}, "prefix"),
+    ({"members": (np.zeros((3, 64)), np.full((3, 4), 0.25))}, "members y .* one-hot"),
+    ({"members": (np.zeros((3, 64), complex), [0, 1, 2])}, "members x .* dtype complex"),
+    ({"non_members": (np.full((3, 64), np.inf), [0, 1, 2])}, "non_members x contains NaN or Inf"),
+    ({"non_members": (np.zeros((3, 32)), [0, 1, 2])}, "one shape"),
 ])
 def test_bad_arguments(data, kwargs, match):
     (x_tr, y_tr), (x_te, y_te) = data

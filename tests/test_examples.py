@@ -21,7 +21,7 @@ def _run(script, *args, cwd):
 def test_keras_callback(tmp_path):
     out = _run("keras_callback.py", "--epochs", "2", "--train-size", "200", "--out", str(tmp_path / "run"), cwd=tmp_path)
     assert "membership AUC" in out
-    assert (tmp_path / "run" / "log.csv").exists() and list((tmp_path / "run" / "reports").glob("*.json"))
+    assert (tmp_path / "run" / "log.csv").exists() and list((tmp_path / "run" / "reports" / "fit-000").glob("*.json"))
 
 
 def test_tf_privacy_report(tmp_path):

@@ -8,7 +8,10 @@
   TensorFlow Privacy privacy-report plots, done natively from AuditReports.
 
 Every function returns a :class:`matplotlib.figure.Figure`; nothing opens a
-window, so they work on headless machines and in threads.
+window, so they work on headless machines and in threads.  Names (of attacks,
+models) and titles are drawn literally: never parsed as mathtext or TeX, so
+that a name such as ``loss $\\foo$`` neither fails to render nor turns into a
+formula.
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ __all__ = [
     "plot_privacy_vs_accuracy",
     "figure_png",
 ]
+
+
+#: Text properties that draw a string as it is (no mathtext between dollars, no TeX).
+_LITERAL = {"usetex": False, "parse_math": False}
+
+
+def _literal_legend(ax, **kwargs) -> None:
+    """``ax.legend(**kwargs)`` with every entry drawn literally."""
+    for text in ax.legend(**kwargs).get_texts():
+        text.set(**_LITERAL)
 
 
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
@@ -63,9 +76,9 @@ def plot_roc(results: Sequence, *, log_scale: bool = True, title: str = "ROC cur
         ax.set_ylim(0, 1)
     ax.set_xlabel("false-positive rate (FAR)")
     ax.set_ylabel("true-positive rate")
-    ax.set_title(title)
+    ax.set_title(title, **_LITERAL)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False)
+    _literal_legend(ax, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -92,7 +105,7 @@ def plot_score_histograms(results: Sequence, *, bins: int = 50) -> Figure:
         quantiles = (rankdata(result.scores, method="average") - 0.5) / result.scores.size
         ax.hist(quantiles[result.is_member], bins=edges, density=True, alpha=0.55, label="members")
         ax.hist(quantiles[~result.is_member], bins=edges, density=True, alpha=0.55, label="non-members")
-        ax.set_title(result.name, fontsize="medium")
+        ax.set_title(result.name, fontsize="medium", **_LITERAL)
         ax.set_xlabel("score quantile among all records (higher = member)")
         ax.legend(fontsize="small")
     fig.tight_layout()
@@ -119,10 +132,10 @@ def _plot_series(series, xlabel: str, metric: str, title: str) -> Figure:
         ax.plot(xs, ys, marker="o", ms=3, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
-    ax.set_title(title)
+    ax.set_title(title, **_LITERAL)
     ax.grid(True, alpha=0.3)
     if series:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+        _literal_legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
