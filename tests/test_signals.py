@@ -6,7 +6,9 @@ and the logit path goes through ``scipy.special.log_softmax`` and
 ``logsumexp``.  Two deliberate refinements keep the comparison at 1e-12:
 ``-log(1 - p)`` uses ``log1p`` for p <= 1/2 (numpy's ``1 - p`` rounds away the
 low bits of small p), and from logits ``1 - p`` of the argmax class is the sum
-of the other probabilities, as the formulas ask.
+of the other probabilities, as the formulas ask.  ``reference=True`` is
+compared with the reference code's own rounding instead: ``np.log`` of
+``1 - p`` rounded in float64.
 """
 
 import numpy as np
@@ -535,16 +537,23 @@ def test_row_isa_rejects_unknown_names():
 # ---- the vectorised exp/log themselves ------------------------------------------------
 
 
+# The largest error of the core's exp and logs, measured over 10^7 arguments each
+# (scripts/vecmath_ulps.py): 0.62 ulp where the compiler contracts to FMA, 0.65
+# without (the baseline kernels).  The signals need below 1 ulp; the tighter bound
+# catches a regression.
+ULP_BOUND = 0.7
+
+
 def ulps(got, exact):
     """|got - exact| in units of the last place of exact rounded to float64."""
     rounded = exact.astype(np.float64)
     return np.abs((got.astype(np.longdouble) - exact) / np.spacing(np.abs(rounded)).astype(np.longdouble))
 
 
-def test_vecmath_exp_below_one_ulp(isa):
+def test_vecmath_exp_within_the_bound(isa):
     rng = np.random.default_rng(4)
     x = np.concatenate([rng.uniform(-708, 709, 200_003), rng.uniform(-1, 1, 50_000), [0.0, -0.0, 1e-300]])
-    assert ulps(_core._vecmath("exp", x), np.exp(x.astype(np.longdouble))).max() < 1.0
+    assert ulps(_core._vecmath("exp", x), np.exp(x.astype(np.longdouble))).max() < ULP_BOUND
     edge = _core._vecmath("exp", np.array([0.0, -746.0, -800.0, 710.0, 1e308, -np.inf, np.inf, -745.0, np.nan]))
     assert edge[0] == 1.0 and edge[1] == 0 and edge[2] == 0 and edge[3] == np.inf and edge[4] == np.inf
     assert edge[5] == 0 and edge[6] == np.inf and edge[7] == 5e-324 and np.isnan(edge[8])
@@ -557,39 +566,39 @@ def test_vecmath_exp_subnormal_results(isa):
     assert np.abs(_core._vecmath("exp", x) - exact).max() <= 5e-324
 
 
-def test_vecmath_log_below_one_ulp(isa):
+def test_vecmath_log_within_the_bound(isa):
     rng = np.random.default_rng(5)
     edges = [1.0, 2.2250738585072014e-308]
     x = np.concatenate([10.0 ** rng.uniform(-307, 308, 200_003), rng.uniform(0.5, 2, 50_000), edges])
-    assert ulps(_core._vecmath("log", x), np.log(x.astype(np.longdouble))).max() < 1.0
+    assert ulps(_core._vecmath("log", x), np.log(x.astype(np.longdouble))).max() < ULP_BOUND
     assert _core._vecmath("log", np.array([1.0]))[0] == 0.0
 
 
-def test_vecmath_log1p_below_one_ulp(isa):
+def test_vecmath_log1p_within_the_bound(isa):
     rng = np.random.default_rng(7)
     edges = [0.0, 0.41421356237309503, 1.0]
     x = np.concatenate([10.0 ** rng.uniform(-320, 300, 200_003), rng.uniform(0, 3, 50_000), edges])
-    assert ulps(_core._vecmath("log1p", x), np.log1p(x.astype(np.longdouble))).max() < 1.0
+    assert ulps(_core._vecmath("log1p", x), np.log1p(x.astype(np.longdouble))).max() < ULP_BOUND
 
 
-def test_vecmath_log1m_below_one_ulp(isa):
+def test_vecmath_log1m_within_the_bound(isa):
     rng = np.random.default_rng(6)
     p = np.concatenate([rng.uniform(0, 1, 200_003), 0.5 * 10.0 ** -rng.uniform(0, 300, 50_000), [0.0, 0.5, 1.0, 3.0]])
     p_long = p.astype(np.longdouble)
     with np.errstate(invalid="ignore", divide="ignore"):
         exact = np.where(p <= 0.5, np.log1p(-np.minimum(p_long, 0.5)), np.log(np.maximum(1 - p_long, 1e-30)))
-    assert ulps(_core._vecmath("log1m", p), exact).max() < 1.0
+    assert ulps(_core._vecmath("log1m", p), exact).max() < ULP_BOUND
 
 
-def test_vecmath_log1m_half_and_the_fused_pair_below_one_ulp(isa):
+def test_vecmath_log1m_half_and_the_fused_pair_within_the_bound(isa):
     rng = np.random.default_rng(10)
     half = np.concatenate([rng.uniform(0, 0.5, 100_003), 0.5 * 10.0 ** -rng.uniform(0, 300, 50_000)])
-    assert ulps(_core._vecmath("log1m_half", half), np.log1p(-half.astype(np.longdouble))).max() < 1.0
+    assert ulps(_core._vecmath("log1m_half", half), np.log1p(-half.astype(np.longdouble))).max() < ULP_BOUND
     p = np.concatenate([rng.uniform(1e-30, 1, 200_003), 10.0 ** -rng.uniform(0, 30, 50_000)])
     p_long = p.astype(np.longdouble)
-    assert ulps(_core._vecmath("pair_log", p), np.log(p_long)).max() < 1.0
+    assert ulps(_core._vecmath("pair_log", p), np.log(p_long)).max() < ULP_BOUND
     exact = np.where(p <= 0.5, np.log1p(-np.minimum(p_long, 0.5)), np.log(np.maximum(1 - p_long, 1e-30)))
-    assert ulps(_core._vecmath("pair_log1m", p), exact).max() < 1.0
+    assert ulps(_core._vecmath("pair_log1m", p), exact).max() < ULP_BOUND
 
 
 def test_vecmath_rejects_unknown_function():
