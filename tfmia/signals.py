@@ -56,7 +56,9 @@ Two modes for the log(1 - p_i) of the modified entropy from probabilities:
   and the term is 0, so the row above gets exactly 0, as in the reference;
   otherwise the result agrees with numpy's float64 evaluation of that formula
   to within rounding (the core's log is below one ulp, its sums run in
-  another order).
+  another order).  float32 input is widened to float64 first, so 1 - p_i is
+  rounded in float64 (numpy on the float32 array itself would round it in
+  float32, to 1 for p_i <= 2^-25).
 
 Every other signal is the same in both modes.  From logits, 1 - p_i is
 always formed without cancellation; ``reference=True`` is refused there.
