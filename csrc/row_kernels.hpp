@@ -26,6 +26,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace tfmia::gradstats {
 struct Moments;  // moments.hpp
@@ -53,6 +54,7 @@ struct SignalsArgs {
     std::int64_t n, c;
     bool from_logits;
     double sum_tol;  // < 0: no row-sum check
+    bool reference;  // probabilities only: log(1 - p) of 1 - p rounded first (signals_row.hpp)
     SignalsOutputs<T> out;
 };
 
@@ -87,8 +89,21 @@ extern const RowKernels* const kRowKernelsAvx512;
 // The kernels in use: by default the widest this CPU runs.
 const RowKernels& row_kernels();
 
-// Testing: switch to the kernels of one instruction set ("baseline",
-// "avx_fma", "avx2", "avx512"); raises ValueError if this CPU or build lacks it.
+// The instruction sets of the kernels this build has and this CPU runs, widest first.
+std::vector<std::string> supported_row_isas();
+
+// Switches to the kernels of one instruction set ("baseline", "avx_fma",
+// "avx2", "avx512"); std::invalid_argument (ValueError) if this CPU or build
+// lacks it.  For tests, and for the environment variable below.
 void use_row_kernels(const std::string& isa);
+
+// The environment variable that forces the kernels of one instruction set
+// (e.g. TFMIA_ROW_ISA=avx2, to run AVX2 code on an AVX-512 machine), read once
+// when tfmia._core is loaded; unset or empty: the widest this CPU runs.
+constexpr const char* kRowIsaVariable = "TFMIA_ROW_ISA";
+
+// Applies kRowIsaVariable if set; std::invalid_argument naming the variable
+// if its value is not a build of this module or this CPU cannot run it.
+void use_row_kernels_from_environment();
 
 }  // namespace tfmia

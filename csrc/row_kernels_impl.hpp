@@ -89,7 +89,8 @@ std::int64_t prob_group(const SignalsArgs<T>& a, std::int64_t r0, std::int64_t c
     load_rows(a.preds, c, r0, count, x);
     const vint y = load_labels(a.labels, r0, count);
     ProbRow<vdouble> r = prob_row_init<vdouble>();
-    for (std::int64_t j = 0; j < c; ++j) prob_accumulate(r, simd::load(x + j * kWidth), simd::splat(j), y);
+    for (std::int64_t j = 0; j < c; ++j)
+        prob_accumulate(r, simd::load(x + j * kWidth), simd::splat(j), y, a.reference);
     const std::int64_t bad = first_failed(prob_ok(r, a.sum_tol), r0, count);
     if (bad >= 0) return bad;
     const vdouble mean = r.sum / static_cast<double>(c);

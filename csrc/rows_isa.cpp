@@ -1,7 +1,10 @@
 // The row kernels compiled for the baseline target, and the dispatcher that
 // picks the widest build this CPU supports; see row_kernels.hpp.
 #include <atomic>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "row_kernels.hpp"
 
@@ -59,19 +62,47 @@ const RowKernels& row_kernels() {
     return *k;
 }
 
-void use_row_kernels(const std::string& isa) {
-    std::string known;
+std::vector<std::string> supported_row_isas() {
+    std::vector<std::string> names;
+    for (const Candidate& c : kCandidates)
+        if (c.kernels != nullptr && c.supported()) names.emplace_back(c.kernels->isa);
+    return names;
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& names) {
+    std::string text;
+    for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
+    return text;
+}
+
+// The kernels called isa; otherwise std::invalid_argument, its message naming
+// the setting (`what`) and the choices.
+const RowKernels* kernels_named(const std::string& isa, const std::string& what) {
+    std::vector<std::string> built;
     for (const Candidate& c : kCandidates) {
         if (c.kernels == nullptr) continue;
         if (isa == c.kernels->isa) {
             if (!c.supported())
-                throw std::invalid_argument("isa '" + isa + "' is not supported by this CPU");
-            g_selected.store(c.kernels, std::memory_order_release);
-            return;
+                throw std::invalid_argument(what + " '" + isa + "' is not supported by this CPU (it runs " +
+                                            joined(supported_row_isas()) + ")");
+            return c.kernels;
         }
-        known += (known.empty() ? "" : ", ") + std::string(c.kernels->isa);
+        built.emplace_back(c.kernels->isa);
     }
-    throw std::invalid_argument("isa must be one of the builds in this module (" + known + "), got '" + isa + "'");
+    throw std::invalid_argument(what + " must be one of the builds in this module (" + joined(built) + "), got '" +
+                                isa + "'");
+}
+
+}  // namespace
+
+void use_row_kernels(const std::string& isa) { g_selected.store(kernels_named(isa, "isa"), std::memory_order_release); }
+
+void use_row_kernels_from_environment() {
+    const char* value = std::getenv(kRowIsaVariable);
+    if (value == nullptr || *value == '\0') return;
+    g_selected.store(kernels_named(value, kRowIsaVariable), std::memory_order_release);
 }
 
 }  // namespace tfmia

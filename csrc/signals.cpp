@@ -100,7 +100,8 @@ std::string describe_bad_row(const SignalsArgs<T>& a, std::int64_t i) {
 }
 
 template <class T>
-py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logits, double sum_tol, bool use_cuda) {
+py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logits, double sum_tol, bool reference,
+             bool use_cuda) {
     const std::int64_t n = preds.shape(0), c = preds.shape(1);
     py::array_t<T> loss(n), confidence(n), max(n), sd(n), entropy(n), modified_entropy(n), logit_confidence(n);
     py::array_t<bool> correct(n);
@@ -110,6 +111,7 @@ py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logit
                            c,
                            from_logits,
                            sum_tol,
+                           reference,
                            {loss.mutable_data(), confidence.mutable_data(), max.mutable_data(), sd.mutable_data(),
                             entropy.mutable_data(), modified_entropy.mutable_data(), correct.mutable_data(),
                             logit_confidence.mutable_data()}};
@@ -140,7 +142,7 @@ py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logit
 }
 
 py::dict signals_entry(const py::array& preds, const py::array& labels, bool from_logits,
-                       std::optional<double> sum_tol, bool use_cuda) {
+                       std::optional<double> sum_tol, bool reference, bool use_cuda) {
     const FloatType type = float_type(preds, "preds");
     require_ndim(preds, "preds", 2);
     require_c_contiguous(preds, "preds");
@@ -159,8 +161,11 @@ py::dict signals_entry(const py::array& preds, const py::array& labels, bool fro
         require(std::isfinite(*sum_tol) && *sum_tol >= 0.0, "sum_tol must be a finite number >= 0 or None");
         tol = *sum_tol;
     }
-    return type == FloatType::f32 ? run<float>(preds, y, from_logits, tol, use_cuda)
-                                  : run<double>(preds, y, from_logits, tol, use_cuda);
+    require(!(reference && from_logits),
+            "reference=True reproduces the reference code's formulas on probabilities; it needs "
+            "from_logits=False (from logits every 1 - p is formed without cancellation)");
+    return type == FloatType::f32 ? run<float>(preds, y, from_logits, tol, reference, use_cuda)
+                                  : run<double>(preds, y, from_logits, tol, reference, use_cuda);
 }
 
 py::array_t<double> vecmath_entry(const std::string& name, const py::array& x) {
@@ -180,27 +185,21 @@ py::array_t<double> vecmath_entry(const std::string& name, const py::array& x) {
     fail("name must be one of " + known + ", got '" + name + "'");
 }
 
-std::string row_isa(std::optional<std::string> isa) {
-    if (isa) use_row_kernels(*isa);
-    return row_kernels().isa;
-}
-
 }  // namespace
 
 void register_signals(py::module_& m) {
     m.def("signals", &signals_entry, py::arg("preds"), py::arg("labels"), py::arg("from_logits"),
-          py::arg("sum_tol"), py::arg("use_cuda") = false,
+          py::arg("sum_tol"), py::arg("reference") = false, py::arg("use_cuda") = false,
           "Fused per-sample signals of an (N, C) float32/float64 C-contiguous array of probabilities "
           "(from_logits=False) or logits, with int64 labels.  Returns a dict of N-arrays: loss, "
           "confidence, max, sd, entropy, modified_entropy, logit_confidence (input dtype) and correct "
-          "(bool).  sum_tol=None skips the row-sum check.  See tfmia.signals for the formulas.");
+          "(bool).  sum_tol=None skips the row-sum check; reference=True (probabilities only) takes every "
+          "log(1 - p) of 1 - p rounded to float64, as the reference code does.  See tfmia.signals for the "
+          "formulas.");
     m.def("_vecmath", &vecmath_entry, py::arg("name"), py::arg("x"),
           "Testing hook: one of the CPU kernels' vectorised functions (exp, log, log1p, log1m = "
           "log(max(1 - x, 1e-30)), log1m_half, and pair_log / pair_log1m, the two halves of their fused "
           "pair) applied to a float64 1-D array.");
-    m.def("_row_isa", &row_isa, py::arg("isa") = py::none(),
-          "The instruction set of the CPU row kernels in use ('avx512', 'avx2', 'avx_fma' or "
-          "'baseline'); passing one switches to it (for tests), ValueError if this CPU lacks it.");
 }
 
 }  // namespace tfmia

@@ -17,6 +17,10 @@
 //   entropy          = sum_i p_i * -log(max(p_i, 1e-30))
 //   modified_entropy = (1 - p_y) * -log(max(p_y, 1e-30))
 //                      + sum_{i != y} p_i * -log(max(1 - p_i, 1e-30))
+//                      where log(1 - p_i) is accurate for small p_i (no cancellation);
+//                      in reference mode it is log(max(fl(1 - p_i), 1e-30)), the log
+//                      of 1 - p_i rounded to double first, as the reference code
+//                      computes it (0 for p_i <= 2^-54)
 //   correct          = first argmax == y
 //   logit_confidence = log(p_y + 1e-45) - log(sum_{j != y} p_j + 1e-45)   (Carlini et al.)
 //
@@ -60,11 +64,15 @@ struct Values {
 // ---- per-element terms -------------------------------------------------------
 
 // The two log terms of a probability p: p * -log(max(p, 1e-30)) for the
-// entropy and p * -log(max(1 - p, 1e-30)) for the modified entropy.
+// entropy and p * -log(max(1 - p, 1e-30)) for the modified entropy, the
+// latter from p exactly or, in reference mode, from 1 - p rounded to double.
 template <class D>
-TFMIA_HD void prob_log_terms(const D& p, D& entropy_term, D& mentr_term) {
+TFMIA_HD void prob_log_terms(const D& p, bool reference, D& entropy_term, D& mentr_term) {
     D log_p, log1m_p;
-    vm::log_and_log1m(vm::at_least(p, kFloor), p, kFloor, log_p, log1m_p);
+    if (reference)
+        vm::log_pair(vm::at_least(p, kFloor), vm::at_least(1.0 - p, kFloor), log_p, log1m_p);
+    else
+        vm::log_and_log1m(vm::at_least(p, kFloor), p, kFloor, log_p, log1m_p);
     entropy_term = p * -log_p;
     mentr_term = p * -log1m_p;
 }
@@ -95,12 +103,12 @@ TFMIA_HD ProbRow<D> prob_row_init() {
     return r;
 }
 
-// First pass, column j.
+// First pass, column j (reference: see prob_log_terms).
 template <class D>
-TFMIA_HD void prob_accumulate(ProbRow<D>& r, const D& p, const IndexOf<D>& j, const IndexOf<D>& y) {
+TFMIA_HD void prob_accumulate(ProbRow<D>& r, const D& p, const IndexOf<D>& j, const IndexOf<D>& y, bool reference) {
     r.valid = r.valid & (p >= 0.0) & (p <= kMaxFinite);
     D entropy_term, mentr_term;
-    prob_log_terms(p, entropy_term, mentr_term);
+    prob_log_terms(p, reference, entropy_term, mentr_term);
     r.sum += p;
     r.entropy += entropy_term;
     const auto other = j != y;

@@ -16,7 +16,8 @@ DEVICES = ("cpu", "cuda", "auto")
 
 @lru_cache(maxsize=1)
 def build_info() -> dict:
-    """What this build of the core supports (OpenMP threads, CUDA devices)."""
+    """What this build of the core supports (OpenMP threads, the CPU row kernels'
+    instruction sets, CUDA devices); see ``tfmia._core.build_info``."""
     return dict(_core.build_info())
 
 

@@ -43,6 +43,25 @@ logit_confidence   z_y - logsumexp_{j != y} z_j, exact even where exp underflows
 
 Float outputs have the input's float dtype (computed in float64); ``correct``
 is boolean.
+
+Two modes for the log(1 - p_i) of the modified entropy from probabilities:
+
+* default (``reference=False``): log(1 - p_i) is computed from p_i itself,
+  without cancellation (log1p-style), to within an ulp.  A row with p_y = 1
+  and tiny other p_i gets a modified entropy of about sum_{i != y} p_i^2:
+  small, but it still ranks such rows.
+* ``reference=True``: log(max(fl(1 - p_i), 1e-30)), with 1 - p_i rounded to
+  float64 first: the formula of Song & Mittal's reference code and of
+  TensorFlow Privacy's modified entropy.  For p_i <= 2^-54, fl(1 - p_i) = 1
+  and the term is 0, so the row above gets exactly 0, as in the reference;
+  otherwise the result agrees with numpy's float64 evaluation of that formula
+  to within rounding (the core's log is below one ulp, its sums run in
+  another order).  float32 input is widened to float64 first, so 1 - p_i is
+  rounded in float64 (numpy on the float32 array itself would round it in
+  float32, to 1 for p_i <= 2^-25).
+
+Every other signal is the same in both modes.  From logits, 1 - p_i is
+always formed without cancellation; ``reference=True`` is refused there.
 """
 
 from __future__ import annotations
@@ -82,7 +101,9 @@ MEMBER_SIGN = {
 }
 
 
-def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> dict[str, np.ndarray]:
+def compute(
+    preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu", reference=False
+) -> dict[str, np.ndarray]:
     """Compute every per-sample signal of ``preds`` in one pass.
 
     Parameters
@@ -101,6 +122,11 @@ def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> 
         either way.
     device : {"cpu", "cuda", "auto"}
         Where to run; both give the same numbers up to summation order.
+    reference : bool
+        Probabilities only: compute every ``log(1 - p_i)`` of the modified
+        entropy as the reference code does, ``log(max(fl(1 - p_i), 1e-30))``
+        with ``1 - p_i`` rounded to float64 first, instead of accurately (see
+        the module docstring).  ``ValueError`` with ``from_logits=True``.
 
     Returns
     -------
@@ -113,7 +139,8 @@ def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> 
     ValueError
         Naming the offending argument: wrong shape or dtype, fewer than 2
         classes, labels out of range or of the wrong length, NaN/Inf, negative
-        probabilities or rows that do not sum to 1.
+        probabilities, rows that do not sum to 1, ``reference=True`` with
+        logits.
     """
     preds = as_float_array(preds, "preds", ndim=2)
     if preds.shape[1] < 2:
@@ -126,8 +153,12 @@ def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> 
         if not real or not math.isfinite(sum_tol) or sum_tol < 0:
             raise ValueError(f"sum_tol must be a finite number >= 0 or None, got {sum_tol!r}")
         sum_tol = float(sum_tol)
+    if not isinstance(reference, (bool, np.bool_)):
+        raise ValueError(f"reference must be True or False, got {reference!r}")
     use_cuda = resolve(device) == "cuda"
-    return dict(_core.signals(preds, labels, bool(from_logits), sum_tol, use_cuda))
+    return dict(
+        _core.signals(preds, labels, bool(from_logits), sum_tol, reference=bool(reference), use_cuda=use_cuda)
+    )
 
 
 def member_scores(signals: dict[str, np.ndarray], name: str) -> np.ndarray:

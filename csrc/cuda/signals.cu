@@ -34,14 +34,16 @@ __device__ void store_row(const SignalsOutputs<T>& out, std::int64_t i, const Va
 // Rows [0, n) of a batch whose first row is row0 of the whole array.
 template <class T>
 __global__ void prob_rows(const T* preds, const std::int64_t* labels, std::int64_t n, std::int64_t c,
-                          double sum_tol, SignalsOutputs<T> out, std::int64_t row0, unsigned long long* first_bad) {
+                          double sum_tol, bool reference, SignalsOutputs<T> out, std::int64_t row0,
+                          unsigned long long* first_bad) {
     const std::int64_t row = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
     const int lane = static_cast<int>(threadIdx.x % kWarp);
     if (row >= n) return;  // whole warps: the row is the warp's
     const T* p = preds + row * c;
     const std::int64_t y = labels[row];
     ProbRow<double> r = signals::prob_row_init<double>();
-    for (std::int64_t j = lane; j < c; j += kWarp) signals::prob_accumulate(r, static_cast<double>(p[j]), j, y);
+    for (std::int64_t j = lane; j < c; j += kWarp)
+        signals::prob_accumulate(r, static_cast<double>(p[j]), j, y, reference);
     r.sum = warp_sum(r.sum);
     r.sum_noty = warp_sum(r.sum_noty);
     r.entropy = warp_sum(r.entropy);
@@ -124,7 +126,8 @@ std::int64_t signals(const SignalsArgs<T>& a) {
         if (a.from_logits)
             logit_rows<T><<<blocks, kBlock>>>(preds.get(), labels.get(), n, a.c, out, row0, first_bad.get());
         else
-            prob_rows<T><<<blocks, kBlock>>>(preds.get(), labels.get(), n, a.c, a.sum_tol, out, row0, first_bad.get());
+            prob_rows<T><<<blocks, kBlock>>>(preds.get(), labels.get(), n, a.c, a.sum_tol, a.reference, out, row0,
+                                             first_bad.get());
         check_launch(a.from_logits ? "signals logit kernel" : "signals probability kernel");
         loss.download(a.out.loss + row0, count);
         confidence.download(a.out.confidence + row0, count);
