@@ -72,6 +72,8 @@ def _check_inputs(x, name: str, input_shape: tuple | None) -> np.ndarray:
         raise ValueError(f"{name}: x must hold real numbers, got dtype {x.dtype}")
     if x.ndim == 0:
         raise ValueError(f"{name}: x must hold one record per row, got a 0-d array")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: no records")
     if input_shape is not None and (
         len(input_shape) != x.ndim - 1 or any(d is not None and d != n for d, n in zip(input_shape, x.shape[1:]))
     ):
@@ -99,8 +101,6 @@ def _check_labels(y, name: str, n: int, classes: int | None) -> np.ndarray:
         raise ValueError(f"{name}: y must hold integer class indices, got dtype {y.dtype}")
     if y.shape[0] != n:
         raise ValueError(f"{name}: x has {n} records but y has {y.shape[0]}")
-    if n == 0:
-        raise ValueError(f"{name}: no records")
     low, high = y.min(), y.max()
     if low < 0 or (classes is not None and high >= classes):
         bound = f"[0, {classes})" if classes is not None else ">= 0"

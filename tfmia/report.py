@@ -457,7 +457,10 @@ def _read_side_file(json_path: Path, spec: Mapping, label: str) -> dict[str, np.
         raise ValueError(f"{label}: the side file {side} does not match the report ({found} differ from what "
                          "the report recorded): it was modified, truncated or belongs to another report")
     entries = spec["entries"]
-    arrays = read_npz(side, list(entries))
+    try:
+        arrays = read_npz(side, list(entries))
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from None
     for key, entry in entries.items():
         array = arrays[key]
         if array.dtype.name != entry["dtype"] or list(array.shape) != entry["shape"]:
