@@ -522,14 +522,22 @@ class AttackResult:
         reason instead of being dropped silently.
         """
         results, skipped = {}, {}
+        for key, result, reason in self._each_slice(**kwargs):
+            if result is None:
+                skipped[key] = reason
+            else:
+                results[key] = result
+        return results, skipped
+
+    def _each_slice(self, **kwargs):
+        """``(key, result, None)`` or ``(key, None, reason skipped)`` per slice, one slice at a time."""
         for key, mask in self.slice_masks(**kwargs).items():
             members = int(np.count_nonzero(self.is_member[mask]))
             total = int(np.count_nonzero(mask))
             if members == 0 or members == total:
-                skipped[key] = f"{members} members and {total - members} non-members"
-                continue
-            results[key] = self if key == "entire dataset" else self.subset(mask, name=self.name)
-        return results, skipped
+                yield key, None, f"{members} members and {total - members} non-members"
+            else:
+                yield key, self if key == "entire dataset" else self.subset(mask, name=self.name), None
 
     def per_class(self) -> dict[int, "AttackResult"]:
         """One result per true class that has both members and non-members."""
@@ -606,11 +614,16 @@ class AttackResult:
         (:attr:`reported_roc`) and the metrics of every slice
         (:meth:`slices`); its size does not grow with the number of records.
         """
-        slices, skipped = self.slices()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", _metrics.LowFPRWarning)
             low_fpr = [dataclasses.asdict(self.low_fpr(f)) for f in LOW_FPRS]
         naive = self.naive
+        slices, skipped = {}, {}
+        for key, s, reason in self._each_slice():  # one slice's arrays in memory at a time
+            if s is None:
+                skipped[key] = reason
+            elif key != "entire dataset":
+                slices[key] = {"records": _records(s), "metrics": _encode_values(s.metrics())}
         return {
             "name": self.name,
             "records": _records(self),
@@ -625,8 +638,7 @@ class AttackResult:
                 "naive": None if naive is None else _encode_values(naive.as_dict()),
             },
             "roc": self.reported_roc.to_dict(),
-            "slices": {key: {"records": _records(s), "metrics": _encode_values(s.metrics())}
-                       for key, s in slices.items() if key != "entire dataset"},
+            "slices": slices,
             "skipped_slices": skipped,
         }
 
