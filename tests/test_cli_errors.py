@@ -364,6 +364,19 @@ def test_html_into_a_folder_is_refused(tmp_path, capsys):
     _one_line_error(code, capsys.readouterr().err, f"--html {tmp_path}: cannot write")
 
 
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--seed", "-1", "argument --seed: must be an integer >= 0, got -1"),
+    ("--shadow-epochs", "0", "argument --shadow-epochs: must be an integer >= 1, got 0"),
+    ("--known-fraction", "1.5", "argument --known-fraction: must be a number in (0, 1), got 1.5"),
+    ("--known-fraction", "nan", "must be a number in (0, 1), got nan"),
+    ("--known-fraction", "x", "invalid fraction value: 'x'"),
+])
+def test_numeric_options_are_checked_before_any_file_is_read(capsys, flag, value, expected):
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--model", "absent.keras", "--members", "a", "--non-members", "b", flag, value])
+    assert info.value.code == 2 and expected in capsys.readouterr().err
+
+
 # -- run_audit from Python: the same checks, naming the argument --------------------------------
 @pytest.mark.parametrize("x, y, expected", [
     (np.where(np.arange(30)[:, None] == 2, np.inf, X), Y, "members_xy: x contains NaN or Inf (first in record 2)"),

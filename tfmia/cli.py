@@ -145,6 +145,27 @@ def _cmd_report(args) -> int:
     return 0
 
 
+# -- argument types: refused at parse time, before any file is read -----------------------
+def _integer_from(minimum: int):
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    return integer
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text}")
+    return value
+
+
+_fraction.__name__ = "fraction"  # argparse names the type in "invalid fraction value: 'x'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmia", description="Membership-inference auditing for Keras classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits",
                       help="digits (bundled with scikit-learn, default) or fashion-mnist (local IDX files)")
     demo.add_argument("--out", default="tfmia-report", help="folder for report.json and report.html (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, help="training epochs of the target and shadow models")
-    demo.add_argument("--split-size", type=int, help="records in each of target train/test and shadow train/test")
-    demo.add_argument("--seed", type=int, help="seed for splits and training")
+    demo.add_argument("--epochs", type=_integer_from(1), help="training epochs of the target and shadow models")
+    demo.add_argument("--split-size", type=_integer_from(1), help="records in each of target train/test and shadow train/test")
+    demo.add_argument("--seed", type=_integer_from(0), help="seed for splits and training")
     demo.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     demo.set_defaults(func=_cmd_demo)
 
@@ -169,12 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--members", required=True, help=".npz with arrays x and y: records the model trained on")
     audit.add_argument("--non-members", required=True, help=".npz with arrays x and y: records it never saw")
     audit.add_argument("--shadow-data", help=".npz with x and y: the attacker's own data to train a shadow model on")
-    audit.add_argument("--shadow-epochs", type=int, default=30, help="epochs for the shadow model (default: %(default)s)")
+    audit.add_argument("--shadow-epochs", type=_integer_from(1), default=30, help="epochs for the shadow model (default: %(default)s)")
     audit.add_argument("--attacks", default="correctness,loss,confidence,entropy,modified_entropy,risk_score",
                        help="comma-separated attacks (default: %(default)s)")
-    audit.add_argument("--known-fraction", type=float, default=0.8,
+    audit.add_argument("--known-fraction", type=_fraction, default=0.8,
                        help="without --shadow-data: fraction of each class's records the attacker knows (default: %(default)s)")
-    audit.add_argument("--seed", type=int, default=0, help="seed for splits and shadow training")
+    audit.add_argument("--seed", type=_integer_from(0), default=0, help="seed for splits and shadow training")
     audit.add_argument("--logits", action="store_true",
                        help="audit the scores before the model's final softmax (float32 probabilities of "
                             "confident records round to 1.0 and tie)")
