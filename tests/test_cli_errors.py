@@ -156,9 +156,9 @@ def test_altered_side_file_is_refused(tmp_path, capsys):
     raw = bytearray(side.read_bytes())
     raw[len(raw) // 2] ^= 1
     side.write_bytes(bytes(raw))
-    _report_error(path, capsys, "does not match the report", "SHA-256")
+    _report_error(path, capsys, "does not match the report", "SHA-256 differs")
     side.write_bytes(bytes(raw[:-10]))
-    _report_error(path, capsys, "does not match the report", "bytes differ")
+    _report_error(path, capsys, "does not match the report", f"it has {len(raw) - 10} bytes, the report recorded {len(raw)}")
 
 
 def test_membership_byte_2_in_a_forged_side_file_is_refused(tmp_path, capsys):

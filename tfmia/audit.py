@@ -105,7 +105,7 @@ def _check_labels(y, name: str, n: int, classes: int | None) -> np.ndarray:
     if low < 0 or (classes is not None and high >= classes):
         bound = f"[0, {classes})" if classes is not None else ">= 0"
         raise ValueError(f"{name}: y must be class indices {bound} (the model has {classes} classes), "
-                         f"found {low if low < 0 else high:g}")
+                         f"found {int(low) if low < 0 else int(high)}")
     return y.astype(np.int64)
 
 

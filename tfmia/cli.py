@@ -123,7 +123,8 @@ def _cmd_audit(args) -> int:
     report.to_html(out / "report.html")
     print(report.summary())
     written = [out / "report.json", side_file_path(out / "report.json"), out / "report.html"]
-    print(printable(f"\nwrote {', '.join(map(str, written))}"))
+    print()
+    print(printable(f"wrote {', '.join(map(str, written))}"))
     return 0
 
 

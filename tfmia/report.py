@@ -91,8 +91,12 @@ class ModelFacts:
                 raise ValueError(f"{name} must be in [0, 1] (or NaN), got {value!r}")
         for name in ("n_train", "n_test", "epoch"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be a non-negative integer or None, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
         if not isinstance(self.extra, Mapping) or not all(isinstance(k, str) for k in self.extra):
             raise TypeError(f"extra must be a mapping with string keys, got {self.extra!r}")
         self.extra = dict(self.extra)
@@ -430,9 +434,7 @@ def _refuse_constant(name: str):
 def _parse_json(text: str, label: str):
     try:
         document = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{label}: report is not valid JSON: {exc}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # JSONDecodeError, or a NaN/Infinity token
         raise ValueError(f"{label}: report is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError(f"{label}: report is not valid JSON for tfmia (nested too deeply)") from None
@@ -452,10 +454,15 @@ def _read_side_file(json_path: Path, spec: Mapping, label: str) -> dict[str, np.
                          f"{json_path.name} + {side.name} (copy both). The JSON alone still holds every metric "
                          "for other tools, but tfmia does not show a report it cannot rebuild exactly")
     size = side.stat().st_size
-    if size != spec["bytes"] or sha256_file(side) != spec["sha256"]:
-        found = f"{size} bytes" if size != spec["bytes"] else "its SHA-256"
-        raise ValueError(f"{label}: the side file {side} does not match the report ({found} differ from what "
-                         "the report recorded): it was modified, truncated or belongs to another report")
+    if size != spec["bytes"]:
+        difference = f"it has {size} bytes, the report recorded {spec['bytes']}"
+    elif sha256_file(side) != spec["sha256"]:
+        difference = "its SHA-256 differs from the one the report recorded"
+    else:
+        difference = None
+    if difference:
+        raise ValueError(f"{label}: the side file {side} does not match the report ({difference}): it was "
+                         "modified, truncated or belongs to another report")
     entries = spec["entries"]
     try:
         arrays = read_npz(side, list(entries))
