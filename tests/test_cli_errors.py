@@ -391,3 +391,18 @@ def test_run_audit_checks_records_before_predicting(target, x, y, expected):
     with pytest.raises(ValueError) as info:
         run_audit(model, (x, y), (X, Y), attacks=["loss"])
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"seed": -1}, "seed must be >= 0"),
+    ({"shadow_epochs": 0}, "shadow_epochs must be >= 1"),
+    ({"known_fraction": 1.0}, "known_fraction must be in (0, 1)"),
+    ({"model_name": 5}, "model_name must be a string"),
+])
+def test_run_audit_checks_its_options(target, kwargs, expected):
+    import keras
+
+    model = keras.saving.load_model(target / "model.keras")
+    with pytest.raises((ValueError, TypeError)) as info:
+        run_audit(model, (X, Y), (X, Y), attacks=["loss"], **kwargs)
+    assert expected in str(info.value)

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._validate import check_fraction, check_positive_int
 from .attacks import METRICS, MetricAttack, PrivacyRiskScore
 from .data import AttackInputs
 from .report import AuditReport, ModelFacts
@@ -157,9 +158,14 @@ def run_audit(model, members_xy, non_members_xy, *, attacks: Sequence[str] = AUD
     """Audit ``model`` on ``(x, y)`` members and non-members; returns the AuditReport.
 
     ``logits=True`` audits the pre-softmax scores of a model ending in a
-    softmax, the shadow model's too (``AttackInputs.from_model``).
+    softmax, the shadow model's too (``AttackInputs.from_model``).  Every
+    argument is checked (records by :func:`check_records`) before the model
+    runs; a problem is a ValueError naming the argument.
     """
     attacks = check_attacks(attacks)
+    check_positive_int(shadow_epochs, "shadow_epochs")
+    check_positive_int(seed, "seed", minimum=0)
+    check_fraction(known_fraction, "known_fraction")
     members_xy = check_records(members_xy, "members_xy", model)
     non_members_xy = check_records(non_members_xy, "non_members_xy", model)
     if shadow_data is not None:

@@ -208,7 +208,11 @@ class AuditReport:
         """Save the report to ``path`` (JSON) and its side file (:func:`side_file_path`); returns the JSON text.
 
         Both files are written atomically, the side file first, so the JSON
-        never names a side file that is not there.  Without ``path`` nothing
+        never names a side file that is not there; a crash between the two
+        while overwriting a report leaves the old JSON with the new side file,
+        which :meth:`from_json` refuses (the SHA-256 differs) rather than mix
+        them.  The side file's bytes depend on the arrays alone, so saving the
+        same report twice gives identical files.  Without ``path`` nothing
         is written and the text has no per-record arrays: a summary that
         :meth:`from_json` cannot rebuild a report from.
         """
