@@ -73,16 +73,16 @@ def _report_error(path, capsys, *expected):
 
 # -- tfmia report: hand-edited JSON -----------------------------------------------------------
 @pytest.mark.parametrize("change, expected", [
-    (lambda d: d.update(results={}), "results must be a list of an object, got {}"),
-    (lambda d: d.update(results=None), "results must be a list of an object, got null"),
+    (lambda d: d.update(results={}), "results must be a list (each item an object), got {}"),
+    (lambda d: d.update(results=None), "results must be a list (each item an object), got null"),
     (lambda d: d.update(results=["a", "b"]), 'results[0] must be an object, got "a"'),
     (lambda d: d["results"][0].update(threshold="abc"), 'results[0].threshold must be a number or null, got "abc"'),
-    (lambda d: d["results"][0].update(metadata=[1, 2]), "results[0].metadata must be an object of a JSON value, got [1, 2]"),
+    (lambda d: d["results"][0].update(metadata=[1, 2]), "results[0].metadata must be an object (each value a JSON value), got [1, 2]"),
     (lambda d: d["results"][0].update(adaptive=2), "results[0].adaptive must be true or false or null, got 2"),
     (lambda d: d["facts"].update(train_accuracy="high"), 'facts.train_accuracy must be a number or null, got "high"'),
     (lambda d: d["facts"].update(train_accuracy=1.5), "facts.train_accuracy must be in [0, 1]"),
     (lambda d: d["facts"].update(n_train=-3), "facts.n_train must be an integer in [0,"),
-    (lambda d: d.update(notes="abc"), 'notes must be a list of a string, got "abc"'),
+    (lambda d: d.update(notes="abc"), 'notes must be a list (each item a string), got "abc"'),
     (lambda d: d["results"][0]["records"].update(members=2**70), "results[0].records.members must be an integer in [0, 9223372036854775807], got 1180591620717411303424"),
     (lambda d: d["arrays"]["entries"]["r0.scores"].update(shape=[2**70]), 'arrays.entries["r0.scores"].shape[0] must be an integer'),
     (lambda d: d["arrays"].update(file="../elsewhere.npz"), "arrays.file must be a file name without folders"),

@@ -169,7 +169,8 @@ class ListOf(Checker):
 
     def __init__(self, item: Checker, max_length: int | None = None):
         self.item, self.max_length = item, max_length
-        self.what = f"a list of {item.what}" if max_length is None else f"a list of at most {max_length} of {item.what}"
+        size = "a list" if max_length is None else f"a list of at most {max_length}"
+        self.what = f"{size} (each item {item.what})"
 
     def __call__(self, value, path):
         if not isinstance(value, list) or (self.max_length is not None and len(value) > self.max_length):
@@ -182,7 +183,7 @@ class MapOf(Checker):
 
     def __init__(self, value: Checker):
         self.value = value
-        self.what = f"an object of {value.what}"
+        self.what = f"an object (each value {value.what})"
 
     def __call__(self, value, path):
         if not isinstance(value, dict):
