@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
+from ._validate import check_fraction, check_positive_int
 from .attacks import METRICS, MetricAttack, PrivacyRiskScore
 from .data import AttackInputs
 from .report import AuditReport, ModelFacts
@@ -21,7 +24,7 @@ from .shadow_training import train_shadow_models
 from .splits import known_subset
 from .training import FitConfig
 
-__all__ = ["run_audit", "model_fn_like", "AUDIT_ATTACKS"]
+__all__ = ["run_audit", "model_fn_like", "check_records", "check_attacks", "AUDIT_ATTACKS"]
 
 AUDIT_ATTACKS = METRICS + ("risk_score",)
 
@@ -40,6 +43,95 @@ def model_fn_like(model):
         return clone
 
     return model_fn
+
+
+def check_attacks(attacks: Sequence[str]) -> list[str]:
+    """The attack names, refused unless each is one of :data:`AUDIT_ATTACKS` (and there is one)."""
+    attacks = list(attacks)
+    unknown = [a for a in attacks if a not in AUDIT_ATTACKS]
+    if unknown or not attacks:
+        raise ValueError(f"--attacks: unknown {unknown or 'empty list'}; choose from {', '.join(AUDIT_ATTACKS)}")
+    return attacks
+
+
+def _model_shapes(model) -> tuple[tuple | None, int | None]:
+    """(input shape without the batch axis, number of classes) of a single-input classifier, None where unknown."""
+    try:
+        input_shape, output_shape = model.input_shape, model.output_shape
+    except (AttributeError, ValueError):  # not built, or several inputs/outputs
+        return None, None
+    if not isinstance(input_shape, tuple) or not all(d is None or isinstance(d, int) for d in input_shape):
+        input_shape = None
+    classes = output_shape[-1] if isinstance(output_shape, tuple) and isinstance(output_shape[-1], int) else None
+    return (None if input_shape is None else input_shape[1:]), (None if classes is None else max(classes, 2))
+
+
+def _check_inputs(x, name: str, input_shape: tuple | None) -> np.ndarray:
+    """``x`` as an array of real numbers, finite, one record per row, shaped as the model takes them."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: x must hold real numbers, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError(f"{name}: x must hold one record per row, got a 0-d array")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: no records")
+    if input_shape is not None and (
+        len(input_shape) != x.ndim - 1 or any(d is not None and d != n for d, n in zip(input_shape, x.shape[1:]))
+    ):
+        shown = tuple("any" if d is None else d for d in input_shape)
+        raise ValueError(f"{name}: x has records of shape {x.shape[1:]}, the model takes {shown}")
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{name}: x contains NaN or Inf (first in record {int(np.argmin(finite))})")
+    return x
+
+
+def _check_labels(y, name: str, n: int, classes: int | None) -> np.ndarray:
+    """``y`` as int64 class indices in ``[0, classes)``, one per record."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name}: y must be 1-D class indices, got shape {y.shape} "
+                         "(for one-hot labels save y.argmax(axis=1))")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{name}: y must hold whole-number class indices")
+    elif y.dtype.kind not in "iu":
+        raise ValueError(f"{name}: y must hold integer class indices, got dtype {y.dtype}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: x has {n} records but y has {y.shape[0]}")
+    low, high = y.min(), y.max()
+    if low < 0 or (classes is not None and high >= classes):
+        bound = f"[0, {classes})" if classes is not None else ">= 0"
+        raise ValueError(f"{name}: y must be class indices {bound} (the model has {classes} classes), "
+                         f"found {int(low) if low < 0 else int(high)}")
+    return y.astype(np.int64)
+
+
+def check_records(xy, name: str, model=None) -> tuple:
+    """``(x, y)`` checked for auditing ``model``; every message starts with ``name``.
+
+    x must hold real, finite numbers, one record per row, shaped as the
+    model's input (a tuple of arrays for a multi-input model is checked
+    array by array); y class indices below the model's number of classes,
+    one per record.  The CLI names the file here, Python callers the argument.
+    """
+    if not isinstance(xy, (tuple, list)) or len(xy) != 2:
+        raise ValueError(f"{name} must be a pair (x, y)")
+    x, y = xy
+    input_shape, classes = _model_shapes(model) if model is not None else (None, None)
+    if isinstance(x, (tuple, list)):
+        x = type(x)(_check_inputs(part, f"{name} (input {i})", None) for i, part in enumerate(x))
+        lengths = {len(part) for part in x}
+        if len(lengths) != 1:
+            raise ValueError(f"{name}: the inputs of x have different numbers of records {sorted(lengths)}")
+        n = lengths.pop()
+    else:
+        x = _check_inputs(x, name, input_shape)
+        n = len(x)
+    return x, _check_labels(y, name, n, classes)
 
 
 def _calibration(model, members: AttackInputs, non_members: AttackInputs, shadow_data, shadow_epochs: int,
@@ -66,11 +158,18 @@ def run_audit(model, members_xy, non_members_xy, *, attacks: Sequence[str] = AUD
     """Audit ``model`` on ``(x, y)`` members and non-members; returns the AuditReport.
 
     ``logits=True`` audits the pre-softmax scores of a model ending in a
-    softmax, the shadow model's too (``AttackInputs.from_model``).
+    softmax, the shadow model's too (``AttackInputs.from_model``).  Every
+    argument is checked (records by :func:`check_records`) before the model
+    runs; a problem is a ValueError naming the argument.
     """
-    unknown = [a for a in attacks if a not in AUDIT_ATTACKS]
-    if unknown or not attacks:
-        raise ValueError(f"--attacks: unknown {unknown or 'empty list'}; choose from {', '.join(AUDIT_ATTACKS)}")
+    attacks = check_attacks(attacks)
+    check_positive_int(shadow_epochs, "shadow_epochs")
+    check_positive_int(seed, "seed", minimum=0)
+    check_fraction(known_fraction, "known_fraction")
+    members_xy = check_records(members_xy, "members_xy", model)
+    non_members_xy = check_records(non_members_xy, "non_members_xy", model)
+    if shadow_data is not None:
+        shadow_data = check_records(shadow_data, "shadow_data", model)
     members = AttackInputs.from_model(model, *members_xy, logits=logits)
     non_members = AttackInputs.from_model(model, *non_members_xy, logits=logits)
     s_in, s_out, e_in, e_out, note = _calibration(model, members, non_members, shadow_data, shadow_epochs,

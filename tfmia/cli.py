@@ -5,9 +5,11 @@
 ``tfmia report``  re-render a saved report as HTML or a text summary.
 
 Untrusted files are handled safely: models load with ``safe_mode=True`` (no
-Lambda layers or arbitrary code), arrays with ``allow_pickle=False``, reports
-are JSON.  Errors name the file and what is wrong; the exit code is 2 for bad
-input and 1 for an unexpected failure.
+Lambda layers or arbitrary code), arrays with ``allow_pickle=False`` after
+their headers are checked against the file, reports are JSON checked against
+their schema.  Bad input is one line on stderr naming the file and what is
+wrong, with exit code 2; names are printed with control characters escaped.
+Exit code 1 (a traceback) means an unexpected failure: a bug to report.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import os
 import sys
 import zipfile
 from pathlib import Path
+
+from ._text import printable
 
 __all__ = ["main", "build_parser", "CliError"]
 
@@ -33,6 +37,9 @@ def load_model_safely(path: str):
         raise CliError(f"--model {path}: file not found")
     if p.suffix != ".keras":
         raise CliError(f"--model {path}: expected a .keras file (Keras 3 format)")
+    if not zipfile.is_zipfile(p):
+        raise CliError(f"--model {path}: not a valid .keras file (not a zip archive: truncated, or not "
+                       "written by model.save)")
     import keras
 
     try:
@@ -49,33 +56,37 @@ def load_model_safely(path: str):
         raise CliError(f"--model {path}: not a valid .keras file ({exc.__class__.__name__}: {exc})") from None
 
 
-def load_records(path: str, flag: str):
-    """``(x, y)`` from an ``.npz`` with arrays ``x`` and ``y``, loaded with ``allow_pickle=False``."""
-    import numpy as np
+def load_records(path: str, flag: str, model=None):
+    """``(x, y)`` from an ``.npz`` with arrays ``x`` and ``y``, checked for auditing ``model``.
 
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{flag} {path}: file not found")
-    if not zipfile.is_zipfile(p):
-        raise CliError(f"{flag} {path}: not a valid .npz file (not a zip archive; save with numpy.savez)")
+    The arrays' headers are checked before any data is read (no pickle, no
+    size the file cannot hold: :func:`tfmia._serialization.read_npz`), then
+    the records as :func:`tfmia.audit.check_records` does; messages name the
+    flag and the file.
+    """
+    from ._serialization import read_npz
+    from .audit import check_records
+
     try:
-        with np.load(p, allow_pickle=False) as data:
-            missing = [k for k in ("x", "y") if k not in data.files]
-            if missing:
-                raise CliError(f"{flag} {path}: missing array(s) {missing}; found {sorted(data.files)} "
-                               "(save with numpy.savez(path, x=..., y=...))")
-            x, y = data["x"], data["y"]
-    except CliError:
-        raise
-    except ValueError as exc:  # object arrays refused without pickle, bad headers
-        raise CliError(f"{flag} {path}: cannot read safely: {exc}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise CliError(f"{flag} {path}: not a valid .npz file ({exc.__class__.__name__}: {exc})") from None
-    if x.shape[0] != y.shape[0]:
-        raise CliError(f"{flag} {path}: x has {x.shape[0]} records but y has {y.shape[0]}")
-    if x.shape[0] == 0:
-        raise CliError(f"{flag} {path}: no records")
-    return x, y
+        arrays = read_npz(path, ["x", "y"])
+    except ValueError as exc:
+        raise CliError(f"{flag} {exc}") from None
+    try:
+        return check_records((arrays["x"], arrays["y"]), f"{flag} {path}", model)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def output_folder(path: str, flag: str = "--out") -> Path:
+    """``path`` as a folder to write into, created now so that a bad one fails before any work."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"{flag} {path}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{flag} {path}: cannot create the folder: {exc.strerror or exc}") from None
+    return folder
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -84,29 +95,36 @@ def _cmd_demo(args) -> int:
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("split_size", args.split_size), ("seed", args.seed))
                  if v is not None}
-    run_demo(DemoSettings.for_dataset(args.dataset, **overrides), args.out, verbose=0 if args.quiet else 1)
+    run_demo(DemoSettings.for_dataset(args.dataset, **overrides), output_folder(args.out),
+             verbose=0 if args.quiet else 1)
     return 0
 
 
 def _cmd_audit(args) -> int:
-    from .audit import run_audit
+    from .audit import check_attacks, run_audit
+    from .report import side_file_path
 
+    try:
+        attacks = check_attacks(a.strip() for a in args.attacks.split(",") if a.strip())
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    out = output_folder(args.out)
     model = load_model_safely(args.model)
-    members = load_records(args.members, "--members")
-    non_members = load_records(args.non_members, "--non-members")
-    shadow = load_records(args.shadow_data, "--shadow-data") if args.shadow_data else None
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    members = load_records(args.members, "--members", model)
+    non_members = load_records(args.non_members, "--non-members", model)
+    shadow = load_records(args.shadow_data, "--shadow-data", model) if args.shadow_data else None
     try:
         report = run_audit(model, members, non_members, attacks=attacks, shadow_data=shadow,
                            shadow_epochs=args.shadow_epochs, known_fraction=args.known_fraction, seed=args.seed,
                            model_name=Path(args.model).name, logits=args.logits)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    out = Path(args.out)
+        raise CliError(f"auditing {args.model}: {exc}") from None
     report.to_json(out / "report.json")
     report.to_html(out / "report.html")
     print(report.summary())
-    print(f"\nwrote {out / 'report.json'} and {out / 'report.html'}")
+    written = [out / "report.json", side_file_path(out / "report.json"), out / "report.html"]
+    print()
+    print(printable(f"wrote {', '.join(map(str, written))}"))
     return 0
 
 
@@ -116,13 +134,37 @@ def _cmd_report(args) -> int:
     try:
         report = AuditReport.from_json(Path(args.input))
     except ValueError as exc:
-        raise CliError(f"{args.input}: {exc}") from None
+        raise CliError(str(exc)) from None
     if args.html:
-        path = report.to_html(args.html)
-        print(f"wrote {path}")
+        try:
+            path = report.to_html(args.html)
+        except OSError as exc:
+            raise CliError(f"--html {args.html}: cannot write: {exc.strerror or exc}") from None
+        print(printable(f"wrote {path}"))
     if args.summary or not args.html:
         print(report.summary())
     return 0
+
+
+# -- argument types: refused at parse time, before any file is read -----------------------
+def _integer_from(minimum: int):
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    return integer
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text}")
+    return value
+
+
+_fraction.__name__ = "fraction"  # argparse names the type in "invalid fraction value: 'x'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits",
                       help="digits (bundled with scikit-learn, default) or fashion-mnist (local IDX files)")
     demo.add_argument("--out", default="tfmia-report", help="folder for report.json and report.html (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, help="training epochs of the target and shadow models")
-    demo.add_argument("--split-size", type=int, help="records in each of target train/test and shadow train/test")
-    demo.add_argument("--seed", type=int, help="seed for splits and training")
+    demo.add_argument("--epochs", type=_integer_from(1), help="training epochs of the target and shadow models")
+    demo.add_argument("--split-size", type=_integer_from(1), help="records in each of target train/test and shadow train/test")
+    demo.add_argument("--seed", type=_integer_from(0), help="seed for splits and training")
     demo.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     demo.set_defaults(func=_cmd_demo)
 
@@ -149,12 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--members", required=True, help=".npz with arrays x and y: records the model trained on")
     audit.add_argument("--non-members", required=True, help=".npz with arrays x and y: records it never saw")
     audit.add_argument("--shadow-data", help=".npz with x and y: the attacker's own data to train a shadow model on")
-    audit.add_argument("--shadow-epochs", type=int, default=30, help="epochs for the shadow model (default: %(default)s)")
+    audit.add_argument("--shadow-epochs", type=_integer_from(1), default=30, help="epochs for the shadow model (default: %(default)s)")
     audit.add_argument("--attacks", default="correctness,loss,confidence,entropy,modified_entropy,risk_score",
                        help="comma-separated attacks (default: %(default)s)")
-    audit.add_argument("--known-fraction", type=float, default=0.8,
+    audit.add_argument("--known-fraction", type=_fraction, default=0.8,
                        help="without --shadow-data: fraction of each class's records the attacker knows (default: %(default)s)")
-    audit.add_argument("--seed", type=int, default=0, help="seed for splits and shadow training")
+    audit.add_argument("--seed", type=_integer_from(0), default=0, help="seed for splits and shadow training")
     audit.add_argument("--logits", action="store_true",
                        help="audit the scores before the model's final softmax (float32 probabilities of "
                             "confident records round to 1.0 and tie)")
@@ -175,11 +217,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CliError as exc:
-        print(f"tfmia {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"tfmia {args.command}: error: {exc}", file=sys.stderr)
+    except (CliError, OSError) as exc:  # bad input, or a file that cannot be read or written
+        print(f"tfmia {args.command}: error: {printable(exc)}", file=sys.stderr)
         return 2
 
 

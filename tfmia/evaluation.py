@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from functools import cached_property
 from typing import Mapping, Sequence
@@ -159,6 +160,38 @@ class RocCurve:
     fps: np.ndarray
     tps: np.ndarray
 
+    def thinned(self, keep=(), *, exact_up_to: int = 100, per_decade: int = 50) -> "RocCurve":
+        """A subset of the points, enough for log-scale plots, whose size hardly grows with the data.
+
+        The curve is a staircase: at each false-positive count ``k`` its last
+        point (a corner) has the highest TPR at that FPR.  Kept are the first
+        and last point, every corner with ``k <= exact_up_to`` (the
+        low-FPR end, one false positive at a time), above that the first
+        corner in each bin ``floor(per_decade * log10(k))``, and the indices
+        in ``keep``.  Kept points are points of the full curve, so a value
+        taken at one of them (TPR at a reported FPR, the advantage) is the
+        same on both.  Size: at most ``exact_up_to + 1 + per_decade *
+        log10(non-members / exact_up_to) + len(keep) + 2`` points.
+        """
+        fps = self.fps
+        corners = np.flatnonzero(np.r_[fps[1:] != fps[:-1], True])
+        counts = fps[corners]
+        bins = np.floor(per_decade * np.log10(np.maximum(counts, 1))).astype(np.int64)
+        first_in_bin = np.r_[True, bins[1:] != bins[:-1]]
+        chosen = corners[(counts <= exact_up_to) | first_in_bin]
+        index = np.unique(np.concatenate([[0, fps.size - 1], chosen, np.asarray(keep, dtype=np.int64)]))
+        return RocCurve(*(getattr(self, field.name)[index] for field in dataclasses.fields(self)))
+
+    def to_dict(self) -> dict:
+        """JSON-ready lists (the first threshold, +inf, is written "inf")."""
+        return {
+            "fpr": self.fpr.tolist(),
+            "tpr": self.tpr.tolist(),
+            "thresholds": [encode_float(t) for t in self.thresholds.tolist()],
+            "fps": self.fps.tolist(),
+            "tps": self.tps.tolist(),
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class LowFprPoint:
@@ -255,9 +288,15 @@ class AttackResult:
         if is_member.all() or not is_member.any():
             raise ValueError("is_member must contain both members and non-members")
         if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+                raise TypeError(f"threshold must be a number or None, got {threshold!r}")
             threshold = float(threshold)
             if math.isnan(threshold):
                 raise ValueError("threshold must not be NaN")
+        if adaptive is not None and not isinstance(adaptive, (bool, np.bool_)):
+            raise TypeError(f"adaptive must be True, False or None, got {adaptive!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
         if decisions is not None:
             decisions = as_membership(decisions, "decisions", n=n)
         if labels is not None:
@@ -277,7 +316,7 @@ class AttackResult:
             labels=labels,
             predicted_labels=predicted_labels,
             losses=losses,
-            adaptive=adaptive,
+            adaptive=None if adaptive is None else bool(adaptive),
             metadata=dict(metadata or {}),
         )
 
@@ -487,14 +526,22 @@ class AttackResult:
         reason instead of being dropped silently.
         """
         results, skipped = {}, {}
+        for key, result, reason in self._each_slice(**kwargs):
+            if result is None:
+                skipped[key] = reason
+            else:
+                results[key] = result
+        return results, skipped
+
+    def _each_slice(self, **kwargs):
+        """``(key, result, None)`` or ``(key, None, reason skipped)`` per slice, one slice at a time."""
         for key, mask in self.slice_masks(**kwargs).items():
             members = int(np.count_nonzero(self.is_member[mask]))
             total = int(np.count_nonzero(mask))
             if members == 0 or members == total:
-                skipped[key] = f"{members} members and {total - members} non-members"
-                continue
-            results[key] = self if key == "entire dataset" else self.subset(mask, name=self.name)
-        return results, skipped
+                yield key, None, f"{members} members and {total - members} non-members"
+            else:
+                yield key, self if key == "entire dataset" else self.subset(mask, name=self.name), None
 
     def per_class(self) -> dict[int, "AttackResult"]:
         """One result per true class that has both members and non-members."""
@@ -541,24 +588,80 @@ class AttackResult:
         out["non_members"] = float(self.n_non_members)
         return out
 
-    def to_dict(self) -> dict:
-        """JSON-ready dict that :meth:`from_dict` turns back into an identical result."""
+    @property
+    def reported_roc(self) -> RocCurve:
+        """The ROC thinned for files (:meth:`RocCurve.thinned`), keeping the points of every reported
+        TPR at :data:`LOW_FPRS` and of the advantage, so those read off it exactly."""
+        roc = self.roc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _metrics.LowFPRWarning)
+            index, too_low = _metrics.low_fpr_index(roc.fps, LOW_FPRS)
+        return roc.thinned([*index[~too_low], int(np.argmax(roc.tpr - roc.fpr))])
+
+    def per_record_arrays(self) -> dict[str, np.ndarray | None]:
+        """The arrays :meth:`from_scores` keeps (keyed by its argument names; ``decisions`` only
+        when the attack made its own): passed back to it, they rebuild this result."""
+        return {
+            "scores": self.scores,
+            "is_member": self.is_member,
+            "decisions": self._decisions,
+            "labels": self.labels,
+            "predicted_labels": self.predicted_labels,
+            "losses": self.losses,
+        }
+
+    def summary_dict(self) -> dict:
+        """Everything a report shows about this result, without the per-record arrays (JSON-ready).
+
+        Sizes, threshold, decision source, every metric, the low-FPR points
+        with their intervals, the baselines, the thinned ROC
+        (:attr:`reported_roc`) and the metrics of every slice
+        (:meth:`slices`); its size does not grow with the number of records.
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _metrics.LowFPRWarning)
+            low_fpr = [dataclasses.asdict(self.low_fpr(f)) for f in LOW_FPRS]
+        naive = self.naive
+        slices, skipped = {}, {}
+        for key, s, reason in self._each_slice():  # one slice's arrays in memory at a time
+            if s is None:
+                skipped[key] = reason
+            elif key != "entire dataset":
+                slices[key] = {"records": _records(s), "metrics": _encode_values(s.metrics())}
         return {
             "name": self.name,
-            "scores": encode_array(self.scores),
-            "is_member": encode_array(self.is_member),
+            "records": _records(self),
             "threshold": encode_float(self.threshold),
-            "decisions": encode_array(self._decisions),
-            "labels": encode_array(self.labels),
-            "predicted_labels": encode_array(self.predicted_labels),
-            "losses": encode_array(self.losses),
+            "decision_source": self.decision_source,
             "adaptive": self.adaptive,
             "metadata": self.metadata,
-            "metrics": {k: encode_float(v) for k, v in self.metrics().items()},
+            "metrics": _encode_values(self.metrics()),
+            "low_fpr": [_encode_values(point) for point in low_fpr],
+            "baselines": {
+                "zero_r": _encode_values(self.zero_r.as_dict()),
+                "naive": None if naive is None else _encode_values(naive.as_dict()),
+            },
+            "roc": self.reported_roc.to_dict(),
+            "slices": slices,
+            "skipped_slices": skipped,
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict with the per-record arrays inline, which :meth:`from_dict` turns back into
+        an identical result (for small results: a report file keeps its arrays in a binary side file)."""
+        return {
+            "name": self.name,
+            **{field: encode_array(array) for field, array in self.per_record_arrays().items()},
+            "threshold": encode_float(self.threshold),
+            "adaptive": self.adaptive,
+            "metadata": self.metadata,
+            "metrics": _encode_values(self.metrics()),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "AttackResult":
+        if not isinstance(d, Mapping):
+            raise ValueError(f"attack result record must be a dict, got {type(d).__name__}")
         try:
             return cls.from_scores(
                 decode_array(d["scores"]),
@@ -580,6 +683,15 @@ class AttackResult:
             f"AttackResult(name={self.name!r}, members={self.n_members}, non_members={self.n_non_members}, "
             f"auc={self.auc:.4f}, balanced_accuracy={self.balanced_accuracy:.4f}, far={self.far:.4f})"
         )
+
+
+def _records(result: AttackResult) -> dict[str, int]:
+    return {"members": result.n_members, "non_members": result.n_non_members}
+
+
+def _encode_values(values: Mapping) -> dict:
+    """A flat dict of numbers with the floats as :func:`encode_float` writes them (ints stay ints)."""
+    return {k: v if isinstance(v, int) else encode_float(v) for k, v in values.items()}
 
 
 def aggregate(results: Sequence[AttackResult], names: Sequence[str] = ("auc", "balanced_accuracy", "far")) -> dict:
