@@ -179,7 +179,7 @@ def test_a_second_fit_keeps_the_first_fits_reports(data, tmp_path):
     audit = PrivacyAuditCallback((x_tr, y_tr), non_members, report_dir=reports)
     model.fit(x_tr, y_tr, epochs=1, batch_size=16, verbose=0, callbacks=[audit])
     first = {p.name: p.read_bytes() for p in (reports / "fit-000").iterdir()}
-    assert set(first) == {"audit_epoch_0001.json", "privacy_vs_epoch.png"}
+    assert set(first) == {"audit_epoch_0001.json", "audit_epoch_0001.arrays.npz", "privacy_vs_epoch.png"}
     model.fit(x_tr, y_tr, epochs=1, batch_size=16, verbose=0, callbacks=[audit])
     again = PrivacyAuditCallback((x_tr, y_tr), non_members, report_dir=reports)
     model.fit(x_tr, y_tr, epochs=1, batch_size=16, verbose=0, callbacks=[again])
