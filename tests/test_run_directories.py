@@ -146,6 +146,18 @@ def test_fit_recipes_are_described_by_value():
         describe_fit(FitConfig(epochs=1, fit_kwargs={"class_weight": object()}))
 
 
+def test_a_distillation_into_another_student_is_refused(tmp_path):
+    import tfmia
+
+    x, _ = digits()
+    teacher = build_model(digits_mlp, seed=0)
+    settings = {"epochs": 1, "batch_size": 16, "run_dir": tmp_path, "progress": False}
+    tfmia.distill(teacher, _mlp_factory(8, 1.0), x[:48], **settings)
+    with pytest.raises(ValueError, match=r"differs in: model\.architecture\)"):
+        tfmia.distill(teacher, _mlp_factory(8, 2.0), x[:48], **settings)
+    assert tfmia.distill(teacher, _mlp_factory(8, 1.0), x[:48], **settings).resumed_epochs == 1
+
+
 def test_feature_passes_of_other_architectures_with_the_same_weights_are_refused(tmp_path):
     from tfmia.features.records import FeatureRecords
 

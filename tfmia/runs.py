@@ -56,9 +56,9 @@ def fingerprint_arrays(*arrays) -> str:
     return digest.hexdigest()
 
 
-def _cannot_tell(where: str, what: str) -> ValueError:
-    return ValueError(f"{where}: a run directory cannot tell {what}; "
-                      "use run_dir=None (no checkpoints) or describe it differently")
+def _cannot_tell(where: str, what: str, remedy: str) -> ValueError:
+    return ValueError(f"{where}: a run directory cannot tell {what}, so it could mix this run with another; "
+                      f"{remedy}, or use run_dir=None (no checkpoints)")
 
 
 def describe_callable(fn, where: str = "callable", _active: frozenset = frozenset()):
@@ -82,7 +82,8 @@ def describe_callable(fn, where: str = "callable", _active: frozenset = frozense
                                 and (fn.__self__ is None or isinstance(fn.__self__, types.ModuleType))):
         return name
     if not isinstance(fn, types.FunctionType):
-        raise _cannot_tell(where, f"what the {type(fn).__name__} {fn!r} computes")
+        raise _cannot_tell(where, f"what the {type(fn).__name__} {fn!r} computes",
+                           "use a module-level function or a functools.partial of one")
     if fn.__closure__ is None and "<" not in fn.__qualname__:
         return name
     if id(fn) in _active:  # a recursive local function refers to itself
@@ -109,13 +110,16 @@ def describe_value(value, where: str = "value", _active: frozenset = frozenset()
         return describe_value(value.item(), where, _active)
     if isinstance(value, np.ndarray):
         return {"array": fingerprint_arrays(value)}
+    if isinstance(value, types.ModuleType):
+        return {"module": value.__name__}
     if isinstance(value, (list, tuple)):
         return [describe_value(v, f"{where}[{i}]", _active) for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {str(k): describe_value(v, f"{where}[{k!r}]", _active) for k, v in value.items()}
     if callable(value):
         return describe_callable(value, where, _active)
-    raise _cannot_tell(where, f"what the {type(value).__name__} {value!r} stands for")
+    raise _cannot_tell(where, f"what the {type(value).__name__} {value!r} stands for",
+                       "use numbers, strings, arrays or module-level functions")
 
 
 def describe_fit(fit) -> dict:
@@ -200,7 +204,8 @@ def _describe_functions(config, candidates, where: str) -> list:
     found = {id(f): f for f in held if f.__name__ in names}
     missing = names - {f.__name__ for f in found.values()}
     if missing:
-        raise _cannot_tell(where, f"which functions {sorted(missing)} in its configuration are")
+        raise _cannot_tell(where, f"which functions {sorted(missing)} in its configuration are",
+                           "pass functions as layer or compile arguments (activation=, loss=, metrics=)")
     described = [describe_callable(f, f"{where}: function {f.__name__!r}") for f in found.values()]
     return sorted(described, key=lambda d: json.dumps(d, sort_keys=True))
 
@@ -230,8 +235,8 @@ def describe_model(model, *, weights: bool = True, compile: bool = True) -> dict
         serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))  # JSON: lists, not tuples
     except Exception as exc:  # Keras raises NotImplementedError, TypeError, ValueError... for what it cannot serialise
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _cannot_tell(where, f"what the model is: its configuration does not serialise ({reason}); "
-                                  "give its custom layers and objects a get_config(),") from exc
+        raise _cannot_tell(where, f"what the model is: its configuration does not serialise ({reason})",
+                           "give its custom layers and objects a get_config()") from exc
     serialized = _without_keras_names(serialized)
     compile_config = serialized.pop("compile_config", None)
     layers = model._flatten_layers(include_self=True, recursive=True)
