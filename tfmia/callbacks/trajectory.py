@@ -11,8 +11,9 @@ With a ``directory`` every recorded epoch becomes its own atomically written
 file (``epoch_00007.npz``, plus ``epoch_00007.weights.h5`` when
 ``save_weights``), so the on-disk array grows by one file per record step and
 never holds a torn row.  The directory is claimed when training begins, for
-the model's architecture and compile arguments (:func:`~tfmia.runs.describe_model`),
-the records and the settings.  A rerun with all of them the same resumes:
+the model's architecture (:func:`~tfmia.runs.describe_model`; not its compile
+arguments, which a continued training may change), the records and the
+settings.  A rerun with all of them the same resumes:
 ``model.fit(..., initial_epoch=k)`` keeps the rows of epochs ``<= k`` and
 replaces those after it.  Read a finished directory with :func:`read_trajectory`.
 """
@@ -132,7 +133,7 @@ class TrajectoryRecorder(keras.callbacks.Callback):
         self.x, self.y = check_records(self.model, self.x, self.y, "x")
         if self._directory is not None:
             self._run = RunDirectory(self._directory, _KIND,
-                                     {**self._settings, "model": describe_model(self.model, weights=False)})
+                                     {**self._settings, "model": describe_model(self.model, weights=False, compile=False)})
         self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
