@@ -141,7 +141,8 @@ def test_fit_recipes_are_described_by_value():
     fit_b = FitConfig(epochs=1, fit_kwargs={"validation_data": (changed, y[:300])})
     assert fit_a.to_dict() == fit_b.to_dict()
     assert describe_fit(fit_a) != describe_fit(fit_b)
-    assert describe_fit(fit_a) == describe_fit(FitConfig(epochs=1, fit_kwargs={"validation_data": (base.copy(), y[:300])}))
+    same = FitConfig(epochs=1, fit_kwargs={"validation_data": (base.copy(), y[:300])})
+    assert describe_fit(fit_a) == describe_fit(same)
     with pytest.raises(ValueError, match=r"fit\.fit_kwargs\['class_weight'\]: a run directory cannot tell"):
         describe_fit(FitConfig(epochs=1, fit_kwargs={"class_weight": object()}))
 

@@ -160,8 +160,7 @@ def create_exclusively(path, data: bytes) -> bool:
     with _temporary(path, ".tmp") as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _fsync(tmp)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -171,11 +170,11 @@ def create_exclusively(path, data: bytes) -> bool:
 
 def _is_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process
-        return True
+    except PermissionError:  # it exists, and belongs to another user
+        pass
     return True
 
 

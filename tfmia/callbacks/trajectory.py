@@ -132,8 +132,8 @@ class TrajectoryRecorder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.x, self.y = check_records(self.model, self.x, self.y, "x")
         if self._directory is not None:
-            self._run = RunDirectory(self._directory, _KIND,
-                                     {**self._settings, "model": describe_model(self.model, weights=False, compile=False)})
+            model = describe_model(self.model, weights=False, compile=False)
+            self._run = RunDirectory(self._directory, _KIND, {**self._settings, "model": model})
         self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
