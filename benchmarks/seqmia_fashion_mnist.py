@@ -50,7 +50,7 @@ from tfmia.attacks import LiRA, MetricAttack, SeqMIA, ShadowModelAttack, Traject
 from tfmia.callbacks import TrajectoryRecorder
 from tfmia.data import AttackInputs
 from tfmia.datasets import load_fashion_mnist
-from tfmia.runs import RunDirectory, fingerprint_arrays
+from tfmia.runs import RunDirectory, describe_fit, describe_model, fingerprint_arrays
 from tfmia.demo import cnn_model
 from tfmia.splits import partition
 from tfmia.training import FitConfig, build_model, fit_model, load_weights, save_weights_atomically
@@ -88,9 +88,9 @@ def row(result, seconds: float | None = None) -> dict:
 def train_target(model_fn, parts, recipe: FitConfig, run_dir: Path, stages: Stages, seed: int):
     """The target, trained once (with a TrajectoryRecorder on its members and non-members) and kept."""
     (x_in, y_in), (x_out, y_out) = parts["target_train"], parts["target_test"]
-    run = RunDirectory(run_dir / "target", "target", {"fit": recipe.to_dict(), "seed": seed,
-                                                      "data": fingerprint_arrays(x_in, y_in)})
     target = build_model(model_fn, seed=seed)
+    run = RunDirectory(run_dir / "target", "target", {"model": describe_model(target), "fit": describe_fit(recipe),
+                                                      "seed": seed, "data": fingerprint_arrays(x_in, y_in)})
     if run.has("target.weights.h5"):
         return stages("target (load)", load_weights, target, run.path("target.weights.h5")), run.load_json("info.json")
     recorder = TrajectoryRecorder(np.concatenate([x_in, x_out]), np.concatenate([y_in, y_out]),

@@ -154,3 +154,4 @@ def test_resume_after_the_run_is_killed(tmp_path):
     assert 0 in shadows.resumed and shadows.trained, (shadows.resumed, shadows.trained)
     assert sorted(shadows.resumed + shadows.trained) == [0, 1, 2]
     assert first.stat().st_mtime_ns == stamp  # not retrained
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the killed writer's temporaries

@@ -91,11 +91,16 @@ def test_resume_keeps_earlier_epochs_and_replaces_later_ones(tmp_path, data):
     np.testing.assert_allclose(after.rows[2], numpy_rows(direct.outputs[0], yr), rtol=2e-4, atol=2e-5)
 
 
-def test_directory_of_other_records_is_refused(tmp_path, data):
+def test_directory_of_other_records_or_another_model_is_refused(tmp_path, data):
     x, y, xr, yr = data
-    TrajectoryRecorder(xr, yr, tmp_path)
-    with pytest.raises(ValueError, match="different configuration"):
-        TrajectoryRecorder(xr[:5], yr[:5], tmp_path)
+    model = build_model(tiny_model_fn, seed=5)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[TrajectoryRecorder(xr, yr, tmp_path)])
+    with pytest.raises(ValueError, match="different configuration.*records"):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[TrajectoryRecorder(xr[:5], yr[:5], tmp_path)])
+    other = build_model(digits_logits_mlp, seed=5)  # the same records, another architecture
+    with pytest.raises(ValueError, match=r"different configuration \(differs in: model\.architecture\)"):
+        other.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[TrajectoryRecorder(xr, yr, tmp_path)])
+    assert read_trajectory(tmp_path).epochs.tolist() == [1]
 
 
 def test_bad_input(data):

@@ -5,7 +5,8 @@
   JSON cannot spell are written as the strings ``"nan"``, ``"inf"``, ``"-inf"``.
 * Files are written to a temporary name in the same directory, flushed,
   fsync'ed and renamed over the target, so a crash leaves either the old file
-  or the new one, never a torn one.
+  or the new one, never a torn one.  They get the mode ``open(path, "w")``
+  would give (0666 less the umask).
 * ``.npz`` files are read with ``allow_pickle=False`` (:func:`read_npz`):
   each array's header is checked against the bytes the archive really holds
   before anything is allocated, so a few hundred bytes cannot declare
@@ -20,7 +21,9 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import re
+import secrets
+import socket
 import zipfile
 import zlib
 from pathlib import Path
@@ -37,6 +40,8 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "create_exclusively",
+    "remove_stale_temporaries",
     "save_npz",
     "load_npz",
     "read_npz",
@@ -132,6 +137,34 @@ def to_json_text(obj: Any) -> str:
     return json.dumps(obj, allow_nan=False, indent=1, sort_keys=False)
 
 
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
+# ".<target name>~<host>~<pid>~<random hex><suffix>": who wrote a temporary, so that a later
+# run can tell the leftovers of a killed writer from the file a live writer is filling.
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)~(?P<host>[A-Za-z0-9.-]+)~(?P<pid>\d+)~[0-9a-f]{16}\.")
+
+
+@contextlib.contextmanager
+def _temporary(path: Path, suffix: str):
+    """A new empty file beside ``path``, named after its writer; removed on exit if still there.
+
+    Created by ``os.open(O_CREAT | O_EXCL, 0o666)``, so it gets the mode a
+    plain ``open(path, "w")`` would give under the current umask (not
+    ``mkstemp``'s 0600); a rename keeps that mode.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}~{_HOST}~{os.getpid()}~{secrets.token_hex(8)}{suffix}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync(path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ".tmp"):
     """A temporary file name beside ``path`` for a writer to fill.
@@ -139,20 +172,60 @@ def atomic_path(path, suffix: str = ".tmp"):
     When the ``with`` block succeeds the file is fsync'ed and renamed over
     ``path``; when it fails the file is removed and ``path`` is untouched.
     ``suffix`` is for writers that insist on one (Keras: ``.weights.h5``).
+    A writer killed mid-way leaves the temporary behind; see
+    :func:`remove_stale_temporaries`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+    with _temporary(path, suffix) as tmp:
+        yield str(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+
+def create_exclusively(path, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True when this call created it.
+
+    The data is written to a temporary file first and hard-linked into place
+    (``os.link`` fails if ``path`` exists), so of several processes racing
+    exactly one creates the file, and a reader never sees it partly written.
+    """
+    path = Path(path)
+    with _temporary(path, ".tmp") as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        _fsync(tmp)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    return True
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to another user
+        pass
+    return True
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_path` in ``folder`` whose writer has died; return them.
+
+    A temporary belongs to a dead writer when it was made on this host by a
+    process that no longer exists (a writer killed before its rename).
+    Temporaries of live processes, possibly writing the same run right now,
+    and those made on other hosts (a shared filesystem) are left alone.
+    """
+    removed = []
+    for entry in Path(folder).iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match and match["host"] == _HOST and not _is_alive(int(match["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

@@ -33,7 +33,7 @@ from scipy import special
 from ._validate import check_positive_int
 from .features.predictions import outputs_are_logits, predict
 from .features.sequences import SEQUENCE_METRICS, check_metrics, check_records, model_signal_rows
-from .runs import RunDirectory, fingerprint_arrays
+from .runs import RunDirectory, describe_model, fingerprint_arrays
 from .training import build_model, load_weights, save_weights_atomically, seed_everything
 
 __all__ = ["distill", "Distillation", "teacher_probabilities"]
@@ -156,6 +156,7 @@ def distill(
     check_positive_int(batch_size, "batch_size")
     metrics = check_metrics(metrics)
     student = build_model(model_fn, seed=seed)
+    student_description = describe_model(student) if run_dir is not None else None  # before the loss is replaced
     x_distill = np.asarray(x_distill)
     if x_distill.ndim < 1 or x_distill.shape[0] == 0:
         raise ValueError(f"x_distill must hold at least one record, got shape {x_distill.shape}")
@@ -181,7 +182,7 @@ def distill(
     run = None
     if run_dir is not None:
         run = RunDirectory(run_dir, "distillation", {
-            "model_fn": getattr(model_fn, "__qualname__", repr(model_fn)),
+            "model": student_description,
             "epochs": epochs,
             "batch_size": batch_size,
             "seed": seed,

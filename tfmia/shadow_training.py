@@ -14,7 +14,7 @@ for every attack.
   parent writes them atomically to the run directory as each job finishes.
 * Rerunning with the same run directory and configuration loads the models
   already finished and trains only the rest; a different configuration
-  (recipe, sizes, seed, data) is refused.
+  (model, defence, recipe, sizes, seed, data) is refused.
 
 In/out schemes (``scheme``):
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 from ._serialization import atomic_write_bytes
 from ._validate import check_positive_int
 from .data import AttackInputs
-from .runs import RunDirectory, describe_callable, fingerprint_arrays
+from .runs import RunDirectory, describe_fit, describe_model_fn, fingerprint_arrays
 from .training import FitConfig, build_model, fit_model
 
 __all__ = ["ShadowModel", "ShadowModels", "train_shadow_models", "SequentialExecutor", "shadow_splits", "SCHEMES"]
@@ -240,12 +241,12 @@ def train_shadow_models(
             run_dir,
             "shadow_models",
             {
-                "model_fn": describe_callable(model_fn),
+                "model": describe_model_fn(model_fn, seed=seed + 1),  # model 0 as it starts training
                 "n_shadows": n_shadows,
                 "train_size": train_size,
                 "scheme": scheme,
                 "seed": seed,
-                "fit": fit.to_dict(),
+                "fit": describe_fit(fit),
                 "data": fingerprint_arrays(x, y),
                 "logits": bool(logits),
                 "tag": tag,
@@ -257,15 +258,22 @@ def train_shadow_models(
     resumed, trained, pending = [], [], {}
 
     def finish(future) -> None:
-        """Store one finished job: weights first, then the .npz that marks it finished."""
+        """Store one finished job: weights first, then the .npz that marks it finished and names them.
+
+        The weights file is named after its contents, so that two processes
+        training the same run leave each model's outputs beside the weights
+        that produced them.
+        """
         i, in_idx, out_idx, query_idx = pending.pop(future)
         result = future.result()
         weights_path = None
         if run is not None:
             name = f"shadow_{i:04d}"
-            weights_path = atomic_write_bytes(run.path(f"{name}.weights.h5"), result["weights"])
+            digest = hashlib.sha256(result["weights"]).hexdigest()[:16]
+            weights_path = atomic_write_bytes(run.path(f"{name}_{digest}.weights.h5"), result["weights"])
             run.save_arrays(f"{name}.npz", in_indices=in_idx, out_indices=out_idx, query_indices=query_idx,
-                            outputs=result["outputs"], is_logits=np.bool_(result["is_logits"]))
+                            outputs=result["outputs"], is_logits=np.bool_(result["is_logits"]),
+                            weights_file=np.str_(weights_path.name))
         models[i] = ShadowModel(i, in_idx, out_idx, query_idx, result["outputs"], result["is_logits"], weights_path)
         trained.append(i)
         if bar is not None:
@@ -276,7 +284,7 @@ def train_shadow_models(
         if run is not None and run.has(f"{name}.npz"):
             saved = run.load_arrays(f"{name}.npz")
             models[i] = ShadowModel(i, saved["in_indices"], saved["out_indices"], saved["query_indices"],
-                                    saved["outputs"], bool(saved["is_logits"]), run.path(f"{name}.weights.h5"))
+                                    saved["outputs"], bool(saved["is_logits"]), run.path(str(saved["weights_file"])))
             resumed.append(i)
             if bar is not None:
                 bar.add(1)

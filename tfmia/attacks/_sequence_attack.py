@@ -86,7 +86,7 @@ class SequenceAttack(Attack):
         }
 
     def _attack_run(self) -> RunDirectory:
-        config = self.config()
+        config = {**self.config(), **self.features.run_config()}
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
         return RunDirectory(self.features.root / f"attack_{slug}_{digest}", "attack_model", config)

@@ -10,7 +10,10 @@ chosen metrics (default: loss, max, SD, entropy, modified entropy; see
 With a ``directory`` every recorded epoch becomes its own atomically written
 file (``epoch_00007.npz``, plus ``epoch_00007.weights.h5`` when
 ``save_weights``), so the on-disk array grows by one file per record step and
-never holds a torn row.  A rerun with the same records and settings resumes:
+never holds a torn row.  The directory is claimed when training begins, for
+the model's architecture (:func:`~tfmia.runs.describe_model`; not its compile
+arguments, which a continued training may change), the records and the
+settings.  A rerun with all of them the same resumes:
 ``model.fit(..., initial_epoch=k)`` keeps the rows of epochs ``<= k`` and
 replaces those after it.  Read a finished directory with :func:`read_trajectory`.
 """
@@ -29,7 +32,7 @@ import numpy as np
 from .._serialization import load_npz
 from .._validate import check_positive_int
 from ..features.sequences import SEQUENCE_METRICS, check_metrics, check_records, model_signal_rows
-from ..runs import RunDirectory, fingerprint_arrays
+from ..runs import RunDirectory, describe_model, fingerprint_arrays
 from ..training import save_weights_atomically
 
 __all__ = ["TrajectoryRecorder", "Trajectory", "read_trajectory"]
@@ -107,27 +110,30 @@ class TrajectoryRecorder(keras.callbacks.Callback):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.from_logits = from_logits
         self.seconds = 0.0
-        self._run = None
-        if directory is not None:
-            self._run = RunDirectory(directory, _KIND, {
-                "metrics": list(self.metrics),
-                "every": self.every,
-                "save_weights": self.save_weights,
-                "from_logits": from_logits,
-                "n_records": int(x.shape[0]),
-                "records": fingerprint_arrays(x, self.y),
-            })
+        self._directory = None if directory is None else Path(directory)
+        self._settings = {
+            "metrics": list(self.metrics),
+            "every": self.every,
+            "save_weights": self.save_weights,
+            "from_logits": from_logits,
+            "n_records": int(x.shape[0]),
+            "records": fingerprint_arrays(x, self.y),
+        }
+        self._run: RunDirectory | None = None  # claimed in on_train_begin, when the model is known
         self._rows: dict[int, np.ndarray] = {}
         self._weights: dict[int, list[np.ndarray]] = {}
         self._started = False
 
     @property
     def directory(self) -> Path | None:
-        return None if self._run is None else self._run.root
+        return self._directory
 
     # -- Keras hooks ----------------------------------------------------------
     def on_train_begin(self, logs=None):
         self.x, self.y = check_records(self.model, self.x, self.y, "x")
+        if self._directory is not None:
+            model = describe_model(self.model, weights=False, compile=False)
+            self._run = RunDirectory(self._directory, _KIND, {**self._settings, "model": model})
         self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -142,7 +148,7 @@ class TrajectoryRecorder(keras.callbacks.Callback):
         start = time.perf_counter()
         rows = model_signal_rows(self.model, self.x, self.y, metrics=self.metrics,
                                  batch_size=self.batch_size, from_logits=self.from_logits)
-        if self._run is None:
+        if self._directory is None:
             self._rows[number] = rows
             if self.save_weights:
                 self._weights[number] = [np.array(w) for w in self.model.get_weights()]
@@ -157,13 +163,16 @@ class TrajectoryRecorder(keras.callbacks.Callback):
     @property
     def epochs(self) -> np.ndarray:
         """The recorded epoch numbers (1-based), ascending."""
-        found = self._rows if self._run is None else _recorded_epochs(self._run.root)
+        if self._directory is None:
+            found = self._rows
+        else:
+            found = _recorded_epochs(self._directory) if self._directory.is_dir() else []
         return np.asarray(sorted(found), dtype=np.int64)
 
     def trajectory(self) -> Trajectory:
         """The recorded rows, ``(T, N, M)`` in epoch order."""
-        if self._run is not None:
-            return read_trajectory(self._run.root)
+        if self._directory is not None:
+            return read_trajectory(self._directory)
         epochs = self.epochs
         if not epochs.size:
             return Trajectory(epochs, np.zeros((0, self.x.shape[0], len(self.metrics))), self.metrics)
@@ -176,12 +185,12 @@ class TrajectoryRecorder(keras.callbacks.Callback):
             raise ValueError("weights are only kept with save_weights=True")
         if epoch not in set(self.epochs.tolist()):
             raise ValueError(f"epoch {epoch} was not recorded; recorded: {self.epochs.tolist()}")
-        return self._weights[epoch] if self._run is None else self._run.path(_weights_name(epoch))
+        return self._weights[epoch] if self._directory is None else self._directory / _weights_name(epoch)
 
     def _discard_after(self, epoch: int) -> None:
         stale = [e for e in self.epochs.tolist() if e > epoch]
         for e in stale:
-            if self._run is None:
+            if self._directory is None:
                 self._rows.pop(e, None)
                 self._weights.pop(e, None)
             else:

@@ -22,6 +22,7 @@ This module imports neither Keras nor TensorFlow, so attacks can ask
 from __future__ import annotations
 
 import abc
+import json
 
 from ..training import build_model
 
@@ -38,6 +39,19 @@ class TrainingDefense(abc.ABC):
     @abc.abstractmethod
     def config(self) -> dict:
         """JSON-able settings (reported with results, part of a run directory's configuration)."""
+
+    def description(self) -> dict:
+        """``{"defense": "module.QualName", "config": config()}``: what a run directory records of the defence.
+
+        The class is part of it because two defences may share setting names.
+        Raises ``ValueError`` when ``config()`` is not JSON.
+        """
+        name = f"{type(self).__module__}.{type(self).__qualname__}"
+        try:
+            text = json.dumps({"defense": name, "config": self.config()}, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}.config() must return JSON-able settings for a run directory ({exc})") from None
+        return json.loads(text)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -223,10 +223,10 @@ class FeatureRecords:
 
 
 def _checkpoints(run_dir, model, x, y, settings: dict, options: dict):
-    """The RunDirectory of a feature pass, keyed by the model's weights, the data and the settings."""
+    """The RunDirectory of a feature pass, keyed by the model (architecture and weights), the data and the settings."""
     import tensorflow as tf
 
-    from ..runs import RunDirectory, fingerprint_arrays
+    from ..runs import RunDirectory, describe_model, fingerprint_arrays
 
     if isinstance(x, tf.data.Dataset):
         data = "tf.data.Dataset (labels checked per batch)"
@@ -237,7 +237,7 @@ def _checkpoints(run_dir, model, x, y, settings: dict, options: dict):
     config = {
         **settings,
         "options": {k: repr(v) for k, v in sorted(options.items())},
-        "model_weights": fingerprint_arrays(*[np.asarray(w) for w in model.weights]),
+        "model": describe_model(model, compile=False),  # the features use the model's function, not its loss
         "data": data,
     }
     return RunDirectory(run_dir, "feature_records", config)

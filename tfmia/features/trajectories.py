@@ -35,7 +35,7 @@ import numpy as np
 
 from .._validate import check_positive_int
 from ..distillation import Distillation, distill
-from ..runs import RunDirectory, fingerprint_arrays
+from ..runs import RunDirectory, describe_fit, describe_model_fn, fingerprint_arrays
 from ..shadow_training import ShadowModels, train_shadow_models
 from ..training import FitConfig, build_model, load_weights
 from .sequences import SEQUENCE_METRICS, assemble_sequences, check_records, model_signal_rows, signal_rows
@@ -94,8 +94,10 @@ class DistilledSequences:
         self.root = Path(run_dir)
         self._x_distill: np.ndarray | None = None
         self._targets: dict[str, Distillation] = {}
+        self._run_config: dict | None = None
 
     def config(self) -> dict:
+        """The settings, for reports."""
         return {
             "model_fn": getattr(self.model_fn, "__qualname__", repr(self.model_fn)),
             "fit": self.fit_config.to_dict(),
@@ -104,6 +106,13 @@ class DistilledSequences:
             "shadow_train_size": self.shadow_train_size,
             "seed": self.seed,
         }
+
+    def run_config(self) -> dict:
+        """The settings as a run directory records them: the model built with ``seed`` and the recipe by value."""
+        if self._run_config is None:
+            self._run_config = {**self.config(), "model_fn": describe_model_fn(self.model_fn, seed=self.seed),
+                                "fit": describe_fit(self.fit_config)}
+        return self._run_config
 
     @property
     def steps(self) -> int:
@@ -117,7 +126,7 @@ class DistilledSequences:
 
     def _sequences_run(self) -> RunDirectory:
         return RunDirectory(self.root / "sequences", "sequences", {
-            **self.config(), "x_distill": fingerprint_arrays(self._x_distill)})
+            **self.run_config(), "x_distill": fingerprint_arrays(self._x_distill)})
 
     # -- the attacker's side ----------------------------------------------------
     def shadow_models(self, x_shadow, y_shadow) -> ShadowModels:
