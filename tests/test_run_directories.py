@@ -110,6 +110,8 @@ class _Subclassed:
         import keras
 
         class Opaque(keras.Model):
+            outputs_are_logits = False  # a subclassed model declares its outputs (its layers do not say)
+
             def __init__(self, table, **kwargs):
                 super().__init__(**kwargs)
                 self.table = table
