@@ -44,12 +44,18 @@ def dropout_mlp(meddle=None):
     return model
 
 
-def reseed_and_draw(seed: int, *, keras_random: bool = True) -> None:
-    """What another job or thread may do to the global generators: reseed all of them, then draw from each."""
+def reseed_all(seed: int) -> None:
+    """What another job does when it starts: seed every global generator."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def draw_from_all(*, keras_random: bool = True) -> None:
+    """Draw from every global generator: Python's, numpy's, TensorFlow's (and Keras' unseeded fallback)."""
     import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
     random.random()
     np.random.random()
     tf.random.uniform(())
@@ -58,13 +64,18 @@ def reseed_and_draw(seed: int, *, keras_random: bool = True) -> None:
 
 
 def meddling_dropout_mlp():
-    """dropout_mlp, reseeding the global generators (differently each time) before every layer.
+    """dropout_mlp, reseeding (differently each time) and drawing from the global generators before every layer.
 
     No unseeded ``keras.random`` draw here: in ``model_fn``'s own thread that
     is part of the model's recipe and draws from the build's private stream.
     """
     counter = itertools.count(1000)
-    return dropout_mlp(lambda: reseed_and_draw(next(counter), keras_random=False))
+
+    def meddle():
+        reseed_all(next(counter))
+        draw_from_all(keras_random=False)
+
+    return dropout_mlp(meddle)
 
 
 def _weights(model) -> list[np.ndarray]:
@@ -98,7 +109,8 @@ def test_fit_ignores_the_global_generators():
     trained = []
     for global_seed in (1, 2):
         model = build_model(dropout_mlp, seed=5)
-        reseed_and_draw(global_seed)  # what fit would otherwise shuffle from
+        reseed_all(global_seed)  # what fit would otherwise shuffle from
+        draw_from_all()
         fit_model(model, x, y, RECIPE, seed=5)
         trained.append(_weights(model))
     _assert_same(*trained)
@@ -152,8 +164,10 @@ def _draw_random_numbers(stop: threading.Event) -> None:
     for i in itertools.count():
         if stop.is_set():
             return
-        reseed_and_draw(i)
-        time.sleep(0.002)
+        if i % 20 == 0:
+            reseed_all(i)
+        draw_from_all()
+        time.sleep(0.005)
 
 
 def start_noise() -> None:
