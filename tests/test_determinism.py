@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from _models import digits
 
+from tfmia._shuffled_batches import ShuffledBatches
 from tfmia.shadow_training import train_shadow_models
 from tfmia.training import FitConfig, build_model, fit_model
 
@@ -29,7 +30,10 @@ RECIPE = FitConfig(epochs=2, batch_size=16)
 
 
 def dropout_mlp(meddle=None):
-    """Dense-Dropout-Dense with Keras' default (unseeded) initialisers; ``meddle()`` runs before each layer is made."""
+    """Dense-Dropout-Dense with Keras' default (unseeded) initialisers; ``meddle()`` runs before each layer is made.
+
+    Module-level, so process pools and Dask workers unpickle it by reference to this module.
+    """
     import keras
 
     makers = (lambda: keras.layers.Dense(32, activation="relu"), lambda: keras.layers.Dropout(0.3),
@@ -145,11 +149,31 @@ def test_seeded_fit_keeps_validation_split_and_sample_weight():
     np.testing.assert_allclose(history.history["val_loss"][-1], expected, rtol=1e-5)
 
 
-def test_seeded_fit_refuses_its_own_steps_per_epoch_and_bad_seeds():
+def test_shuffled_batches_visit_every_record_once_per_epoch():
+    x = np.arange(20.0).reshape(10, 2)
+    y = np.arange(10)
+    batches = ShuffledBatches((x, y), batch_size=4, seed=0, first_epoch=1, epochs=4)
+    assert batches.steps_per_epoch == 3 and len(batches) == 9
+    orders = []
+    for epoch in range(3):
+        steps = [batches[3 * epoch + step] for step in range(3)]
+        assert [len(labels) for _, labels in steps] == [4, 4, 2]
+        for features, labels in steps:
+            np.testing.assert_array_equal(features, x[labels])  # x and y rows stay paired
+        orders.append(np.concatenate([labels for _, labels in steps]))
+        np.testing.assert_array_equal(np.sort(orders[-1]), y)
+    assert len({tuple(order) for order in orders}) == 3  # a new order every epoch
+
+
+def test_seeded_fit_refuses_what_it_cannot_shuffle_and_bad_seeds():
     x, y = _records(32)
     model = build_model(dropout_mlp, seed=0)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         fit_model(model, x, y, FitConfig(epochs=1, fit_kwargs={"steps_per_epoch": 1}), seed=0)
+    with pytest.raises(ValueError, match="arrays"):
+        fit_model(model, 3.0, y, FitConfig(epochs=1), seed=0)
+    with pytest.raises(ValueError, match="same number of records"):
+        fit_model(model, x, y[:31], FitConfig(epochs=1), seed=0)
     for bad in (-1, 2**32, 1.5):
         with pytest.raises(ValueError, match="seed"):
             build_model(dropout_mlp, seed=bad)

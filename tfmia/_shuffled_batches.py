@@ -25,7 +25,11 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def count_records(arrays) -> int:
     """The common number of records (first dimension) of every array in the nest ``arrays``."""
-    sizes = {np.shape(leaf)[0] for leaf in keras.tree.flatten(arrays)}
+    shapes = [np.shape(leaf) for leaf in keras.tree.flatten(arrays)]
+    if not shapes or min(len(shape) for shape in shapes) == 0:
+        raise ValueError("x, y and sample_weight must be arrays (or nests of arrays) of records, "
+                         f"got shapes {shapes}")
+    sizes = {shape[0] for shape in shapes}
     if len(sizes) != 1:
         raise ValueError(f"x, y and sample_weight must hold the same number of records, got sizes {sorted(sizes)}")
     return sizes.pop()
