@@ -35,7 +35,7 @@ def test_snapshots_match_training_for_fewer_epochs(tmp_path):
     # the snapshot after epoch 2 is the recipe stopped after 2 epochs
     assert baseline.fit_config(2) == FitConfig(epochs=2, batch_size=64)
     short = build_model(small_mlp, seed=3)
-    fit_model(short, x[:300], y[:300], baseline.fit_config(2))
+    fit_model(short, x[:300], y[:300], baseline.fit_config(2), seed=3)
     for a, b in zip(short.get_weights(), baseline.model(2).get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import special
 
 from ._validate import as_float_array, as_membership, check_positive_int
-from .training import seed_everything
+from .training import FitConfig, fit_model, seeded
 
 __all__ = ["ARCHITECTURES", "OUTPUTS", "AttackTraining", "build_attack_model", "learning_rate_at",
            "train_attack_model", "member_probability"]
@@ -166,20 +166,19 @@ def build_attack_model(architecture: str, steps: int, n_metrics: int, *, hidden:
     check_positive_int(hidden, "hidden")
     check_positive_int(heads, "heads")
     mlp_layers = tuple(check_positive_int(w, "mlp_layers") for w in mlp_layers)
-    if seed is not None:
-        seed_everything(seed)
-    reg = _regularizer(weight_decay)
-    inputs = keras.Input((steps, n_metrics), name="sequences")
-    if architecture in ("lstm", "gru"):
-        features = _attention_rnn(inputs, architecture, hidden, reg)
-    elif architecture == "transformer":
-        features = _transformer(inputs, hidden, heads, reg)
-    else:
-        features = _mlp(inputs, mlp_layers, reg)
-    units = 2 if output == "softmax" else 1
-    logits = keras.layers.Dense(units, kernel_regularizer=reg, name="membership_logits")(features)
-    outputs = keras.layers.Activation(output, name="membership")(logits)
-    return keras.Model(inputs, outputs, name=f"attack_{architecture}")
+    with seeded(seed):
+        reg = _regularizer(weight_decay)
+        inputs = keras.Input((steps, n_metrics), name="sequences")
+        if architecture in ("lstm", "gru"):
+            features = _attention_rnn(inputs, architecture, hidden, reg)
+        elif architecture == "transformer":
+            features = _transformer(inputs, hidden, heads, reg)
+        else:
+            features = _mlp(inputs, mlp_layers, reg)
+        units = 2 if output == "softmax" else 1
+        logits = keras.layers.Dense(units, kernel_regularizer=reg, name="membership_logits")(features)
+        outputs = keras.layers.Activation(output, name="membership")(logits)
+        return keras.Model(inputs, outputs, name=f"attack_{architecture}")
 
 
 def _optimizer(training: AttackTraining):
@@ -210,10 +209,9 @@ def train_attack_model(model, features, is_member, training: AttackTraining, *, 
     loss = keras.losses.SparseCategoricalCrossentropy() if two_way else keras.losses.BinaryCrossentropy()
     model.compile(optimizer=_optimizer(training), loss=loss)
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate_at(epoch, training))
-    seed_everything(seed)
     target = is_member if two_way else is_member[:, None]
-    return model.fit(features, target, epochs=training.epochs, batch_size=training.batch_size, shuffle=True,
-                     callbacks=[schedule], verbose=verbose)
+    recipe = FitConfig(epochs=training.epochs, batch_size=training.batch_size)
+    return fit_model(model, features, target, recipe, seed=seed, callbacks=[schedule], verbose=verbose)
 
 
 def member_probability(model, features, *, batch_size: int = 1024) -> np.ndarray:

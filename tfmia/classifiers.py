@@ -15,13 +15,27 @@ Every random choice takes ``seed``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._validate import check_positive_int
+from .training import FitConfig, build_model, fit_model
 
 __all__ = ["make_classifier", "CLASSIFIERS", "KerasMLP"]
 
 CLASSIFIERS = ("mlp", "logreg", "rf", "gbdt")
+
+
+def _compiled_mlp(n_features: int, hidden: tuple[int, ...], learning_rate: float):
+    import keras
+
+    layers = [keras.Input((n_features,))]
+    layers += [keras.layers.Dense(h, activation="relu") for h in hidden]
+    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy")
+    return model
 
 
 class KerasMLP:
@@ -36,17 +50,11 @@ class KerasMLP:
         self.model = None
 
     def fit(self, X, y) -> "KerasMLP":
-        import keras
-
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.float32)
-        keras.utils.set_random_seed(self.seed)
-        layers = [keras.Input((X.shape[1],))]
-        layers += [keras.layers.Dense(h, activation="relu") for h in self.hidden]
-        layers.append(keras.layers.Dense(1, activation="sigmoid"))
-        self.model = keras.Sequential(layers)
-        self.model.compile(keras.optimizers.Adam(self.learning_rate), "binary_crossentropy")
-        self.model.fit(X, y, epochs=self.epochs, batch_size=self.batch_size, verbose=0, shuffle=True)
+        self.model = build_model(functools.partial(_compiled_mlp, X.shape[1], self.hidden, self.learning_rate),
+                                 seed=self.seed)
+        fit_model(self.model, X, y, FitConfig(epochs=self.epochs, batch_size=self.batch_size), seed=self.seed)
         return self
 
     def predict_proba(self, X) -> np.ndarray:

@@ -106,7 +106,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir="tfmia-report", *,
 
     log("[tfmia demo] training the target model")
     target = build_model(model_fn, seed=settings.seed)
-    fit_model(target, *parts["target_train"], recipe, verbose=0)
+    fit_model(target, *parts["target_train"], recipe, seed=settings.seed, verbose=0)
     members = AttackInputs.from_model(target, *parts["target_train"])
     non_members = AttackInputs.from_model(target, *parts["target_test"])
 

@@ -17,9 +17,9 @@ switch its models to eval mode).
 
 With a ``run_dir`` each epoch leaves the snapshot (``snapshot_0007.weights.h5``,
 with the optimiser state) and, last, ``checkpoint.json``, both written
-atomically; a rerun resumes after the last finished epoch.  Every epoch reseeds from
-``(seed, epoch)`` before ``fit``, so the resumed run draws the same batches as
-an uninterrupted one.
+atomically; a rerun resumes after the last finished epoch.  Each epoch's batches
+are ordered by ``(seed, epoch)`` alone (:func:`~tfmia.training.fit_model`), so
+the resumed run draws the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ._validate import check_positive_int
 from .features.predictions import outputs_are_logits, predict
 from .features.sequences import SEQUENCE_METRICS, check_metrics, check_records, model_signal_rows
 from .runs import RunDirectory, describe_model, fingerprint_arrays
-from .training import build_model, load_weights, save_weights_atomically, seed_everything
+from .training import FitConfig, build_model, fit_model, load_weights, save_weights_atomically
 
 __all__ = ["distill", "Distillation", "teacher_probabilities"]
 
@@ -211,9 +211,9 @@ def distill(
     if bar is not None and done:
         bar.update(done)
     for epoch in range(done, epochs):
-        seed_everything(seed + 1 + epoch)
-        history = student.fit(x_distill, soft, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                              shuffle=True, verbose=0, callbacks=[recorder] if recorder is not None else [])
+        one_epoch = FitConfig(epochs=epoch + 1, batch_size=batch_size, fit_kwargs={"initial_epoch": epoch})
+        history = fit_model(student, x_distill, soft, one_epoch, seed=seed,
+                            callbacks=[recorder] if recorder is not None else [])
         losses.append(float(history.history["loss"][-1]))
         if run is None:
             snapshots.append([np.array(w) for w in student.get_weights()])

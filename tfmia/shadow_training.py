@@ -175,7 +175,7 @@ def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, p
     from .features.predictions import outputs_are_logits, predict
 
     model = build_model(model_fn, seed=seed)
-    fit_model(model, x_train, y_train, fit)
+    fit_model(model, x_train, y_train, fit, seed=seed)
     outputs = predict(model, x_query, batch_size=predict_batch_size, logits=logits)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.weights.h5")

@@ -97,7 +97,7 @@ class EarlyStoppingBaseline:
         """Train ``model_fn`` for ``fit.epochs`` epochs on ``(x, y)``, keeping every epoch's weights."""
         baseline = cls(model_fn, x_test, y_test)
         snapshots = _Snapshots(baseline.x_test, baseline.y_test)
-        fit_model(build_model(model_fn, seed=seed), x, y, fit, callbacks=[snapshots])
+        fit_model(build_model(model_fn, seed=seed), x, y, fit, seed=seed, callbacks=[snapshots])
         baseline.recipe, baseline.weights, baseline.accuracies = fit, snapshots.weights, snapshots.accuracies
         return baseline
 
