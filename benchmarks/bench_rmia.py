@@ -31,7 +31,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from _harness import Case, format_table, machine_description, measure_peak_extra_bytes, memory_in_subprocess, time_case  # noqa: E402,E501
+from _harness import (  # noqa: E402
+    Case,
+    format_table,
+    machine_description,
+    measure_peak_extra_bytes,
+    memory_in_subprocess,
+    time_case,
+)
 
 from tfmia.attacks.rmia import rmia_scores  # noqa: E402
 

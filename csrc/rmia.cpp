@@ -120,7 +120,8 @@ py::array_t<double> rmia_scores(const py::array& target_x, const py::array& refs
     const double* rz = signal_ptr(refs_z, "refs_z", K, Z, true);
     const bool online = !in_mask.is_none();
     if (online) {
-        if (a != 1.0) fail("a applies to offline RMIA only (in_mask=None); online P(x) is the mean over the references");
+        if (a != 1.0)
+            fail("a applies to offline RMIA only (in_mask=None); online P(x) is the mean over the references");
         check_in_mask(in_mask.cast<py::array>(), K, N);
     }
 
