@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     tfmia::register_gradstats(m);
     tfmia::register_bisection(m);
     tfmia::register_risk(m);
+    tfmia::register_rmia(m);
 }

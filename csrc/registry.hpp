@@ -11,4 +11,5 @@ void register_roc(pybind11::module_& m);
 void register_gradstats(pybind11::module_& m);
 void register_bisection(pybind11::module_& m);
 void register_risk(pybind11::module_& m);
+void register_rmia(pybind11::module_& m);
 }  // namespace tfmia

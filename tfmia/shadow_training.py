@@ -25,6 +25,10 @@ In/out schemes (``scheme``):
 ``"disjoint"`` as "shokri", but no record is used by two models.
 ``"lira"``     every record is "in" for exactly half of the models (Carlini et
                al. 2022's ``keep`` matrix); models are queried on every record.
+
+``holdout`` names pool records that no model trains on but every model is
+queried on (RMIA's population records, or audited records that offline
+reference models must not see); the scheme splits the other records.
 """
 
 from __future__ import annotations
@@ -136,8 +140,38 @@ class ShadowModels:
         return out
 
 
-def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme: str, seed: int):
-    """Per-model (in_indices, out_indices, query_indices) for ``scheme`` (see module docstring)."""
+def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme: str, seed: int, holdout=None):
+    """Per-model (in_indices, out_indices, query_indices) for ``scheme`` (see module docstring).
+
+    The scheme splits the pool records outside ``holdout``; each model's
+    queries are its scheme's queries followed by the ``holdout`` records.
+    Without a holdout the splits are those of the whole pool.
+    """
+    held = _holdout_indices(holdout, n_pool)
+    if held.size == 0:
+        return _scheme_splits(n_pool, n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed)
+    rest = np.setdiff1d(np.arange(n_pool), held)
+    splits = _scheme_splits(rest.size, n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed)
+    return [(rest[i], rest[o], np.concatenate([rest[q], held])) for i, o, q in splits]
+
+
+def _holdout_indices(holdout, n_pool: int) -> np.ndarray:
+    """``holdout`` as distinct int64 pool indices (empty for None)."""
+    if holdout is None:
+        return np.zeros(0, dtype=np.int64)
+    held = np.asarray(holdout)
+    if held.ndim != 1 or not (np.issubdtype(held.dtype, np.integer) or held.size == 0):
+        raise ValueError(f"holdout must be a 1-D array of integer pool indices, got {held.dtype} {held.shape}")
+    held = held.astype(np.int64)
+    if held.size and (held.min() < 0 or held.max() >= n_pool):
+        raise ValueError(f"holdout must lie in [0, {n_pool}), found {int(held.min())}..{int(held.max())}")
+    if np.unique(held).size != held.size:
+        raise ValueError("holdout must not repeat a record")
+    return held
+
+
+def _scheme_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme: str, seed: int):
+    """``shadow_splits`` of a pool of ``n_pool`` records, all of them available to the scheme."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     rng = np.random.default_rng(seed)
@@ -155,8 +189,8 @@ def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme
     need = 2 * train_size * (n_shadows if scheme == "disjoint" else 1)
     if need > n_pool:
         raise ValueError(
-            f"attacker data has {n_pool} records but {n_shadows} shadow model(s) of train_size {train_size} "
-            f"with scheme {scheme!r} need {need}"
+            f"attacker data has {n_pool} records (outside any holdout) but {n_shadows} shadow model(s) of "
+            f"train_size {train_size} with scheme {scheme!r} need {need}"
         )
     disjoint_order = rng.permutation(n_pool) if scheme == "disjoint" else None
     for i in range(n_shadows):
@@ -209,6 +243,7 @@ def train_shadow_models(
     predict_batch_size: int = 512,
     logits: bool = False,
     tag: str = "",
+    holdout=None,
 ) -> ShadowModels:
     """Train ``n_shadows`` models of ``model_fn`` on the attacker's pool ``(x, y)``.
 
@@ -226,6 +261,7 @@ def train_shadow_models(
         predict_batch_size: inference batch size for the stored outputs.
         logits: store the pre-softmax scores of softmax models (see ``AttackInputs.from_model``).
         tag: distinguishes several runs sharing one run directory's config (e.g. "lira").
+        holdout: pool indices no model trains on, queried by every model (see module docstring).
     """
     check_positive_int(n_shadows, "n_shadows")
     x = np.asarray(x)
@@ -234,7 +270,9 @@ def train_shadow_models(
         raise ValueError(f"x has {x.shape[0]} records but y has {y.shape[0]}")
     if not isinstance(fit, FitConfig):
         raise ValueError(f"fit must be a FitConfig, got {type(fit).__name__}")
-    splits = shadow_splits(x.shape[0], n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed)
+    splits = shadow_splits(x.shape[0], n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed,
+                           holdout=holdout)
+    held = _holdout_indices(holdout, x.shape[0])
     run = None
     if run_dir is not None:
         run = RunDirectory(
@@ -250,6 +288,7 @@ def train_shadow_models(
                 "data": fingerprint_arrays(x, y),
                 "logits": bool(logits),
                 "tag": tag,
+                **({"holdout": fingerprint_arrays(held)} if held.size else {}),
             },
         )
     executor = executor or SequentialExecutor()
