@@ -3,6 +3,7 @@
 from .base import Attack, as_attack_inputs
 from .lira import LiRA
 from .metric import METRICS, MetricAttack
+from .qmia import QuantileMIA
 from .risk_score import PrivacyRiskScore
 from .seqmia import SeqMIA
 from .shadow import ShadowModelAttack
@@ -10,4 +11,4 @@ from .trajectory import TrajectoryMIA
 from .whitebox import FeatureAttack
 
 __all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "ShadowModelAttack",
-           "SeqMIA", "TrajectoryMIA", "LiRA", "FeatureAttack"]
+           "SeqMIA", "TrajectoryMIA", "LiRA", "FeatureAttack", "QuantileMIA"]
