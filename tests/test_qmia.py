@@ -13,7 +13,7 @@ from _models import digits, digits_mlp  # noqa: E402
 from tfmia.attacks import QuantileMIA  # noqa: E402
 from tfmia.attacks.qmia import gaussian_nll, hinge_scores, pinball_loss  # noqa: E402
 from tfmia.data import AttackInputs  # noqa: E402
-from tfmia.metrics import auc  # noqa: E402
+from tfmia.defenses import TopK  # noqa: E402
 
 
 def chance_band(n1: int, n2: int) -> float:
@@ -108,7 +108,8 @@ def test_observed_fpr_matches_alpha_when_the_regressor_is_well_specified(head, e
     assert calibration["held_out"] == 1600 and attack.sizes == {"train": 5760, "validation": 640, "calibration": 1600}
     assert calibration["observed_fpr"] == calibration["false_positives"] / 1600
     low, high = stats.binomtest(calibration["false_positives"], 1600).proportion_ci(0.95, method="exact")
-    assert calibration["ci_low"] == pytest.approx(low, abs=1e-9) and calibration["ci_high"] == pytest.approx(high, abs=1e-9)
+    assert calibration["ci_low"] == pytest.approx(low, abs=1e-9)
+    assert calibration["ci_high"] == pytest.approx(high, abs=1e-9)
     assert low <= alpha <= high
     # the learned quantile's own false-positive rate, on a large fresh sample, and its distance to the truth
     x_new, mu_new, sigma_new, s_new = draw(50_000)
@@ -170,7 +171,8 @@ def test_memorising_target_is_detected_and_shuffled_membership_is_not(memorising
     attack = QuantileMIA(0.1, head=head, epochs=20, logits=logits, seed=0).fit(target, x[public], y[public])
     assert attack.architecture == "target architecture"
     hidden = attack.regressor.layers[1]
-    assert hidden.units == target.layers[0].units and attack.regressor.layers[-1].units == (1 if head == "pinball" else 2)
+    assert hidden.units == target.layers[0].units
+    assert attack.regressor.layers[-1].units == (1 if head == "pinball" else 2)
     assert not np.allclose(hidden.kernel.numpy(), target.layers[0].kernel.numpy())  # fresh weights
 
     result = attack.evaluate((target, x[members], y[members]), (target, x[outside], y[outside]))
@@ -201,6 +203,21 @@ def test_memorising_target_is_detected_and_shuffled_membership_is_not(memorising
     assert abs(control.auc - 0.5) < chance_band(200, 200)
 
 
+def test_a_predict_only_target_gets_the_mlp_and_truncated_outputs_are_floored(memorising):
+    """A DefendedModel is no Keras model to copy; top-1 outputs are zero except the top class."""
+    target, x, y, members, public, outside = memorising
+    defended = TopK(1).wrap(target)
+    attack = QuantileMIA(0.1, epochs=2, seed=0).fit(defended, x[public], y[public])
+    assert attack.architecture == "mlp"
+    _, inputs = attack.observe((defended, x[outside], y[outside]))
+    floor = np.log(np.finfo(inputs.probs.dtype).smallest_subnormal)
+    top = inputs.probs.max(axis=1)
+    right = inputs.probs[np.arange(len(inputs)), inputs.labels] > 0
+    expected = np.where(right, np.log(top) - floor, floor - np.log(top))
+    np.testing.assert_allclose(hinge_scores(inputs), expected, rtol=1e-15)
+    assert np.all(np.isfinite(attack.score((defended, x[outside], y[outside]))))
+
+
 # -- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("options, argument", [
     ({"alpha": 0.0}, "alpha"), ({"alpha": 1.0}, "alpha"), ({"alpha": -0.1}, "alpha"),
@@ -225,7 +242,7 @@ def test_bad_records_name_the_argument():
         attack.fit(target, x[:10], y[:9])
     with pytest.raises(ValueError, match="x_public: 2 public records are too few"):
         attack.fit(target, x[:2], y[:2])
-    with pytest.raises(ValueError, match="x_public has 10 records but s has 9"):
+    with pytest.raises(ValueError, match="x_public has 10 records but s_public has 9"):
         attack.fit_signal(x[:10], np.zeros(9))
     with pytest.raises(ValueError, match="x_public must be one array"):
         attack.fit_signal((x[:10], x[:10]), np.zeros(10))

@@ -57,7 +57,7 @@ from .. import metrics as _metrics
 from .._validate import as_float_array, check_fraction, check_positive_int, check_positive_number
 from ..data import AttackInputs
 from ..evaluation import AttackResult
-from ..features.predictions import _final_activation, _output_layer, predict
+from ..features.predictions import _output_layer, predict
 from ..training import build_model, seed_everything
 from .base import Attack
 
@@ -304,19 +304,19 @@ class QuantileMIA(Attack):
         model.compile(keras.optimizers.Adam(self.learning_rate), _head_loss(self.head, 1.0 - self.alpha))
         return model
 
-    def fit_signal(self, x, s, *, target=None) -> "QuantileMIA":
-        """Train the regressor on public non-members' inputs ``x`` (N, ...) and hinge scores ``s`` (N,).
+    def fit_signal(self, x_public, s_public, *, target=None) -> "QuantileMIA":
+        """Train the regressor on public non-members' inputs (N, ...) and hinge scores (N,).
 
         ``target`` only informs the default architecture (its copy); without it the MLP is used.
         """
         import keras
 
-        x = _as_records_x(x, "x_public")
-        s = as_float_array(s, "s", ndim=1).astype(np.float64, copy=False)
+        x = _as_records_x(x_public, "x_public")
+        s = as_float_array(s_public, "s_public", ndim=1).astype(np.float64, copy=False)
         if s.shape[0] != x.shape[0]:
-            raise ValueError(f"x_public has {x.shape[0]} records but s has {s.shape[0]} scores")
+            raise ValueError(f"x_public has {x.shape[0]} records but s_public has {s.shape[0]} scores")
         if not np.all(np.isfinite(s)):
-            raise ValueError("s contains NaN or Inf")
+            raise ValueError("s_public contains NaN or Inf")
         train, validation, calibration = self._splits(x.shape[0])
         centre = np.quantile(s[train], 1.0 - self.alpha) if self.head == "pinball" else s[train].mean()
         self._s_centre = float(centre)
