@@ -1,5 +1,6 @@
 """QuantileMIA (Bertran et al. 2023): hinge score, losses, decision rule, calibration, a memorising target."""
 
+import json
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from tfmia.attacks import QuantileMIA  # noqa: E402
 from tfmia.attacks.qmia import gaussian_nll, hinge_scores, pinball_loss  # noqa: E402
 from tfmia.data import AttackInputs  # noqa: E402
 from tfmia.defenses import TopK  # noqa: E402
+from tfmia.evaluation import AttackResult  # noqa: E402
 
 
 def chance_band(n1: int, n2: int) -> float:
@@ -178,6 +180,8 @@ def test_memorising_target_is_detected_and_shuffled_membership_is_not(memorising
     result = attack.evaluate((target, x[members], y[members]), (target, x[outside], y[outside]))
     assert result.auc > 0.5 + chance_band(200, 200)
     assert result.metadata["calibration"] == attack.calibration and result.metadata["head"] == head
+    stored = AttackResult.from_dict(json.loads(json.dumps(result.to_dict())))  # how reports keep it
+    assert stored.metadata["calibration"] == attack.calibration
 
     # the decision rule, against numpy: member iff s > q_alpha(x), with s from the target's own outputs
     both = np.r_[members, outside]
