@@ -3,6 +3,7 @@
 from .base import Attack, as_attack_inputs
 from .lira import LiRA
 from .metric import METRICS, MetricAttack
+from .qmia import QuantileMIA
 from .risk_score import PrivacyRiskScore
 from .rmia import RMIA
 from .seqmia import SeqMIA
@@ -11,4 +12,4 @@ from .trajectory import TrajectoryMIA
 from .whitebox import FeatureAttack
 
 __all__ = ["Attack", "as_attack_inputs", "MetricAttack", "METRICS", "PrivacyRiskScore", "ShadowModelAttack",
-           "SeqMIA", "TrajectoryMIA", "LiRA", "RMIA", "FeatureAttack"]
+           "SeqMIA", "TrajectoryMIA", "LiRA", "RMIA", "QuantileMIA", "FeatureAttack"]
