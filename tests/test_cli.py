@@ -54,6 +54,32 @@ def test_audit_with_shadow_data(saved, tmp_path):
     assert "shadow model" in report.notes[0]
 
 
+def test_audit_with_rmia_and_qmia(saved, tmp_path, capsys):
+    """400 attacker records: RMIA holds out 80 as population, 2 references train on halves of the other 320;
+    QMIA learns from all 400 as public non-members, 80 of them held out for its calibration."""
+    assert _audit(saved, tmp_path / "out", "--shadow-data", str(saved / "shadow.npz"), "--shadow-epochs", "3",
+                  "--attack", "rmia", "--references", "2", "--attack", "qmia", "--alpha", "0.1") == 0
+    report = AuditReport.from_json(tmp_path / "out" / "report.json")
+    assert list(report.results) == ["RMIA (offline)", "QMIA (pinball, alpha=0.1)"]
+    rmia, qmia = report.results.values()
+    assert len(rmia) == len(qmia) == 400  # every target member and non-member
+    assert rmia.auc > 0.55 and qmia.auc > 0.55  # the target (train accuracy 1) leaks
+    meta = rmia.metadata
+    assert (meta["method"], meta["n_models"], meta["online"], meta["a_setting"]) == ("RMIA", 2, False, "auto")
+    assert 0.0 <= meta["a"] <= 1.0 and len(meta["a_grid_auc"]) == 21
+    assert meta["population_records"] == 80 and meta["fit"]["epochs"] == 3
+    calibration = qmia.metadata["calibration"]
+    assert qmia.metadata["alpha"] == 0.1 and calibration["alpha"] == 0.1
+    assert calibration["held_out"] == 80 and sum(qmia.metadata["public_records"].values()) == 400
+    assert calibration["ci_low"] <= calibration["observed_fpr"] <= calibration["ci_high"]
+    assert qmia.metadata["architecture"] == "target architecture"
+    assert any("80 other attacker records (20%, seeded) are its population" in note for note in report.notes)
+    out = capsys.readouterr().out
+    assert "settings of RMIA (offline): 2 reference models, offline" in out
+    assert "calibration of QMIA (pinball, alpha=0.1): alpha = 0.1; observed FPR" in out
+    assert "Calibration (QMIA)" in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_logits_flag_audits_scores_before_the_softmax(saved, tmp_path):
     """A confident model: its float32 probabilities tie at 1.0, its logits do not."""
     model = keras.models.load_model(saved / "model.keras")

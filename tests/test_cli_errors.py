@@ -364,7 +364,37 @@ def test_html_into_a_folder_is_refused(tmp_path, capsys):
     _one_line_error(code, capsys.readouterr().err, f"--html {tmp_path}: cannot write")
 
 
+@pytest.mark.parametrize("extra, expected", [
+    (["--attack", "rmia"], "--attack rmia needs --shadow-data (an .npz with x and y): the attacker's own records, "
+                           "for RMIA's reference models and population records"),
+    (["--attack", "loss,qmia", "--attack", "rmia"], "--attack qmia,rmia needs --shadow-data"),
+    (["--attack", "rmia", "--references", "1", "--shadow-data", "s.npz"], "--references 1 needs --rmia-a"),
+    (["--attack", "rmia,magic"], "--attacks: unknown ['magic']"),
+])
+def test_rmia_and_qmia_options_are_checked_before_any_file_is_read(capsys, tmp_path, extra, expected):
+    code = main(["audit", "--model", "absent.keras", "--members", "a", "--non-members", "b",
+                 "--out", str(tmp_path / "out"), *extra])
+    _one_line_error(code, capsys.readouterr().err, expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rmia_refuses_a_model_saved_without_its_compile_settings(target, tmp_path, capsys):
+    import keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "uncompiled.keras")
+    code = main(["audit", "--model", str(tmp_path / "uncompiled.keras"), "--members", str(target / "members.npz"),
+                 "--non-members", str(target / "non_members.npz"), "--shadow-data", str(target / "members.npz"),
+                 "--attack", "rmia", "--out", str(tmp_path / "out")])
+    _one_line_error(code, capsys.readouterr().err, "uncompiled.keras", "must be saved compiled")
+
+
 @pytest.mark.parametrize("flag, value, expected", [
+    ("--rmia-a", "1.5", "argument --rmia-a: must be 'auto' or a number in [0, 1], got 1.5"),
+    ("--rmia-a", "often", "invalid 'auto' or number value: 'often'"),
+    ("--references", "0", "argument --references: must be an integer >= 1, got 0"),
+    ("--alpha", "1", "argument --alpha: must be a number in (0, 1), got 1"),
+    ("--population-fraction", "0", "argument --population-fraction: must be a number in (0, 1), got 0"),
     ("--seed", "-1", "argument --seed: must be an integer >= 0, got -1"),
     ("--shadow-epochs", "0", "argument --shadow-epochs: must be an integer >= 1, got 0"),
     ("--known-fraction", "1.5", "argument --known-fraction: must be a number in (0, 1), got 1.5"),
@@ -394,6 +424,12 @@ def test_run_audit_checks_records_before_predicting(target, x, y, expected):
 
 
 @pytest.mark.parametrize("kwargs, expected", [
+    ({"attacks": ["qmia"]}, "shadow_data: qmia needs the attacker's own records"),
+    ({"attacks": ["rmia"], "shadow_data": (X, Y), "references": 1}, "rmia_a: with 1 reference model"),
+    ({"attacks": ["rmia"], "shadow_data": (X, Y), "rmia_a": -0.5}, "rmia_a must be 'auto' or a number in [0, 1]"),
+    ({"attacks": ["rmia"], "shadow_data": (X[:2], Y[:2])}, "shadow_data: 2 records are too few"),
+    ({"alpha": 0.0}, "alpha must be in (0, 1)"),
+    ({"references": 0}, "references must be >= 1"),
     ({"seed": -1}, "seed must be >= 0"),
     ({"shadow_epochs": 0}, "shadow_epochs must be >= 1"),
     ({"known_fraction": 1.0}, "known_fraction must be in (0, 1)"),
@@ -404,5 +440,5 @@ def test_run_audit_checks_its_options(target, kwargs, expected):
 
     model = keras.saving.load_model(target / "model.keras")
     with pytest.raises((ValueError, TypeError)) as info:
-        run_audit(model, (X, Y), (X, Y), attacks=["loss"], **kwargs)
+        run_audit(model, (X, Y), (X, Y), **{"attacks": ["loss"], **kwargs})
     assert expected in str(info.value)

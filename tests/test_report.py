@@ -143,3 +143,75 @@ def test_html_renders_roc_image_in_headless_chromium(tmp_path):
     # The ROC curve is drawn in matplotlib's first colour (#1f77b4); nothing else on the page uses it unblended.
     roc_blue = np.all(np.abs(pixels - np.array([31, 119, 180])) <= 12, axis=-1)
     assert roc_blue.sum() > 150, "the ROC image did not render"
+
+
+# -- RMIA's and QMIA's settings, QMIA's calibration, extra facts ----------------------------------
+def _calibration(alpha, false_positives, held_out):
+    from scipy import stats
+
+    low, high = stats.binomtest(false_positives, held_out).proportion_ci(0.95, method="exact")
+    return {"alpha": alpha, "observed_fpr": false_positives / held_out, "false_positives": false_positives,
+            "held_out": held_out, "ci_low": low, "ci_high": high, "confidence": 0.95}
+
+
+def _rmia_qmia_report(evil="plain"):
+    rmia = _result("RMIA (offline)", 1.0)
+    rmia.metadata = {"method": "RMIA", "n_models": 2, "online": False, "temperature": 1.0, "gamma": 2.0, "a": 0.35,
+                     "a_setting": "auto", "a_grid_auc": [0.6, 0.7125, 0.65], "population_records": 400,
+                     "seed": evil}
+    online = _result("RMIA (online)", 1.0, seed=1)
+    online.metadata = {"method": "RMIA", "n_models": 4, "online": True, "temperature": 2.0, "gamma": 1.0, "a": None,
+                       "a_setting": "auto", "a_grid_auc": None, "population_records": 400}
+    below = _result("QMIA low", 0.5, seed=2)  # 10 of 100 held out above the 1 % quantile: alpha below the interval
+    below.metadata = {"method": "QMIA", "alpha": 0.01, "head": "pinball", "architecture": evil,
+                      "calibration": _calibration(0.01, 10, 100)}
+    inside = _result("QMIA ok", 0.5, seed=3)
+    inside.metadata = {"method": "QMIA", "alpha": 0.05, "head": "gaussian", "architecture": "mlp",
+                       "calibration": _calibration(0.05, 6, 100)}
+    facts = ModelFacts(model_name="m", extra={"one-run epsilon lower bound": {
+        "epsilon": 2.5512, "delta": 1e-5, "p_value": 0.05, "canaries": 1000, "guesses": 40, "correct": 40}})
+    return AuditReport([rmia, online, below, inside], facts)
+
+
+def test_rmia_and_qmia_settings_and_calibration_in_summary_html_and_json(tmp_path):
+    report = _rmia_qmia_report()
+    report.to_json(tmp_path / "r.json")
+    back = AuditReport.from_json(tmp_path / "r.json")
+    for name, result in report.results.items():
+        assert back[name].metadata == result.metadata
+    summary = back.summary()
+    lines = summary.splitlines()
+    assert ("settings of RMIA (offline): 2 reference models, offline (none trained on an audited record), a = 0.35 "
+            "(chosen from the reference models alone, mean AUC 0.7125 on the grid 0..1), gamma = 2, T = 1, "
+            "400 population records") in lines
+    assert ("settings of RMIA (online): 4 reference models, online (each audited record in half of them), gamma = 1, "
+            "T = 2, 400 population records") in lines
+    low, high = _calibration(0.01, 10, 100)["ci_low"], _calibration(0.01, 10, 100)["ci_high"]
+    assert low > 0.01  # 10 / 100 observed: the interval lies above alpha = 1 %
+    assert (f"calibration of QMIA low: alpha = 0.01; observed FPR 0.1 (10/100 held-out public non-members), "
+            f"95% CI [{low:.4g}, {high:.4g}]: alpha below the interval: more non-members called members than "
+            "asked for") in lines
+    assert any(line.startswith("calibration of QMIA ok: alpha = 0.05; observed FPR 0.06 (6/100")
+               and line.endswith("alpha inside the interval: calibrated as far as these records tell") for line in lines)
+    assert ("one-run epsilon lower bound: {epsilon=2.551, delta=1e-05, p_value=0.05, canaries=1000, guesses=40, "
+            "correct=40}") in lines
+    page = back.to_html(tmp_path / "r.html").read_text()
+    assert "<h2>Attack settings</h2>" in page and "a = 0.35 (chosen from the reference models alone" in page
+    assert ("<tr><td>QMIA low</td><td>0.01</td><td>0.1</td><td>10 / 100</td>"
+            f"<td>[{low:.4g}, {high:.4g}] (95%)</td><td>alpha below the interval") in page
+    assert "epsilon=2.551, delta=1e-05" in page
+
+
+def test_metadata_strings_are_escaped_and_odd_metadata_still_renders(tmp_path):
+    evil = '<script>alert("x")</script>\x1b[2J'
+    report = _rmia_qmia_report(evil)
+    odd = _result("hand-edited", 0.3, seed=4)
+    odd.metadata = {"method": "RMIA", "online": "maybe", "a_grid_auc": "x", "n_models": {"deep": [[[[[1]]]]]},
+                    "calibration": {"alpha": "x"}, evil: evil}
+    report.add(odd)
+    page = report.to_html(tmp_path / "r.html").read_text()
+    assert "<script>" not in page and page.count("&lt;script&gt;") >= 4  # two values, a key, a value
+    summary = report.summary()
+    assert "\x1b" not in summary and "\\x1b[2J" in summary
+    assert "calibration of hand-edited" not in summary  # no numbers to show
+    assert "settings of hand-edited: {deep=[[[[...]]]]} reference models, offline" in summary

@@ -162,3 +162,11 @@ def test_bad_input(memorising):
         RMIA(digits_mlp, fit=fit, n_models=2).fit(x[:10], y[:10], (x[10:20], y[10:20]))
     with pytest.raises(ValueError, match="must be fitted"):
         online.score((m["target"], x[:10], y[:10]), population=(m["target"], x[10:20], y[10:20]))
+
+
+def test_config_is_json_whatever_number_type_a_was_given_as():
+    import json
+
+    config = RMIA(digits_mlp, fit=FitConfig(epochs=1), n_models=1, a=np.float32(0.5)).config()
+    assert json.loads(json.dumps(config))["a_setting"] == 0.5
+    assert config["method"] == "RMIA" and config["population_records"] is None  # not fitted yet

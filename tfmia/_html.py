@@ -14,6 +14,7 @@ import math
 import warnings
 
 from . import metrics as _metrics
+from ._describe import attack_settings, calibration, calibration_reading, format_value
 from .evaluation import LOW_FPRS
 from .plotting import figure_png, plot_roc, plot_score_histograms
 
@@ -79,7 +80,7 @@ def _facts_section(report) -> str:
         ["members (train) audited", _e(f.n_train if f.n_train is not None else "n/a")],
         ["non-members (test) audited", _e(f.n_test if f.n_test is not None else "n/a")],
     ]
-    rows += [[_e(k), _e(v)] for k, v in f.extra.items()]
+    rows += [[_e(k), _e(format_value(v))] for k, v in f.extra.items()]
     return "<h2>Target model</h2>" + _table(["fact", "value"], rows)
 
 
@@ -113,6 +114,33 @@ def _metrics_section(report) -> str:
             )
             classes.append("baseline")
     return "<h2>Attacks</h2>" + _table(header, rows, classes, lead=len(LOW_FPRS) + 1)
+
+
+def _settings_section(report) -> str:
+    """RMIA's and QMIA's settings, QMIA's calibration next to alpha, and every attack's metadata (collapsed)."""
+    results = list(report.results.values())
+    parts = []
+    described = [[_e(r.name), _e(attack_settings(r.metadata))] for r in results
+                 if attack_settings(r.metadata) is not None]
+    if described:
+        parts.append("<h2>Attack settings</h2>" + _table(["attack", "settings"], described))
+    calibrated = [(r, calibration(r.metadata)) for r in results]
+    rows = [[_e(r.name), _e(format_value(c["alpha"])), _e(format_value(c["observed_fpr"])),
+             _e(f"{format_value(c['false_positives'])} / {format_value(c['held_out'])}"),
+             _e(f"[{format_value(c['ci_low'])}, {format_value(c['ci_high'])}] ({100 * c['confidence']:.4g}%)"),
+             _e(calibration_reading(c))] for r, c in calibrated if c is not None]
+    if rows:
+        note = ('<p class="note">The false-positive rate the attack was asked for (&alpha;) next to the one it '
+                "shows on held-out public non-members that never trained its regressor, with the exact "
+                "(Clopper-Pearson) interval.</p>")
+        parts.append("<h2>Calibration (QMIA)</h2>" + note
+                     + _table(["attack", "&alpha; (targeted FPR)", "observed FPR", "false positives / held out",
+                               "interval", "reading"], rows))
+    metadata = [[_e(r.name), _e(key), _e(format_value(value))] for r in results for key, value in r.metadata.items()]
+    if metadata:
+        parts.append("<details><summary>Every attack's metadata</summary>"
+                     + _table(["attack", "key", "value"], metadata) + "</details>")
+    return "".join(parts)
 
 
 def _ratio_section(report) -> str:
@@ -175,6 +203,7 @@ def render_report(report) -> str:
     body = [f"<h1>{_e(report.title)}</h1>", _facts_section(report)]
     if results:
         body.append(_metrics_section(report))
+        body.append(_settings_section(report))
         body.append("<h2>ROC curves (log-log)</h2>")
         body.append(_img(figure_png(plot_roc(results)), "ROC curves of every attack on log-log axes", "roc"))
         body.append(_ratio_section(report))

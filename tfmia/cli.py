@@ -100,14 +100,30 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _cmd_audit(args) -> int:
-    from .audit import check_attacks, run_audit
-    from .report import side_file_path
+def _audit_attacks(args) -> list[str]:
+    """The ``--attacks``/``--attack`` names (each option a comma-separated list), checked against the other options."""
+    from .audit import AUDIT_ATTACKS, SHADOW_DATA_ATTACKS, check_attacks
 
+    given = args.attacks or [",".join(AUDIT_ATTACKS)]
     try:
-        attacks = check_attacks(a.strip() for a in args.attacks.split(",") if a.strip())
+        attacks = check_attacks(a.strip() for text in given for a in text.split(",") if a.strip())
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    needing_data = [a for a in attacks if a in SHADOW_DATA_ATTACKS]
+    if needing_data and not args.shadow_data:
+        uses = {"rmia": "RMIA's reference models and population records", "qmia": "QMIA's public non-members"}
+        raise CliError(f"--attack {','.join(needing_data)} needs --shadow-data (an .npz with x and y): the "
+                       f"attacker's own records, for {' and '.join(uses[a] for a in needing_data)}")
+    if "rmia" in attacks and args.references == 1 and args.rmia_a == "auto":
+        raise CliError("--references 1 needs --rmia-a: a cannot be chosen automatically from one reference model")
+    return attacks
+
+
+def _cmd_audit(args) -> int:
+    from .audit import run_audit
+    from .report import side_file_path
+
+    attacks = _audit_attacks(args)
     out = output_folder(args.out)
     model = load_model_safely(args.model)
     members = load_records(args.members, "--members", model)
@@ -116,7 +132,8 @@ def _cmd_audit(args) -> int:
     try:
         report = run_audit(model, members, non_members, attacks=attacks, shadow_data=shadow,
                            shadow_epochs=args.shadow_epochs, known_fraction=args.known_fraction, seed=args.seed,
-                           model_name=Path(args.model).name, logits=args.logits)
+                           model_name=Path(args.model).name, logits=args.logits, references=args.references,
+                           rmia_a=args.rmia_a, alpha=args.alpha, population_fraction=args.population_fraction)
     except ValueError as exc:
         raise CliError(f"auditing {args.model}: {exc}") from None
     report.to_json(out / "report.json")
@@ -167,6 +184,18 @@ def _fraction(text: str) -> float:
 _fraction.__name__ = "fraction"  # argparse names the type in "invalid fraction value: 'x'"
 
 
+def _rmia_a(text: str) -> float | str:
+    if text == "auto":
+        return text
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number in [0, 1], got {text}")
+    return value
+
+
+_rmia_a.__name__ = "'auto' or number"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmia", description="Membership-inference auditing for Keras classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,19 +213,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     audit = sub.add_parser("audit", help="audit a saved Keras model on member / non-member records",
-                           description="Run the metric attacks (and the privacy risk score) against a saved model. "
-                                       "Without --shadow-data the attacks calibrate on a known part of the members "
-                                       "and non-members (Rezaei & Liu's setting) and are evaluated on the rest.")
+                           description="Run the metric attacks and the privacy risk score (by default), RMIA and "
+                                       "QMIA against a saved model. Without --shadow-data the metric attacks "
+                                       "calibrate on a known part of the members and non-members (Rezaei & Liu's "
+                                       "setting) and are evaluated on the rest; with it they calibrate on a shadow "
+                                       "model. RMIA and QMIA need --shadow-data and are evaluated on every member "
+                                       "and non-member: RMIA (offline) holds out --population-fraction of it as "
+                                       "population records and trains --references reference models like the target "
+                                       "(its architecture and compile settings, --shadow-epochs epochs) on random "
+                                       "halves of the rest; QMIA trains its regressor on all of it as public "
+                                       "non-members, a fifth held out to measure the observed FPR next to --alpha.",
+                           epilog="examples: tfmia audit --model m.keras --members in.npz --non-members out.npz "
+                                  "--shadow-data attacker.npz --attack rmia --references 4 --attack qmia")
     audit.add_argument("--model", required=True, help="the target model, a .keras file (loaded with safe_mode)")
     audit.add_argument("--members", required=True, help=".npz with arrays x and y: records the model trained on")
     audit.add_argument("--non-members", required=True, help=".npz with arrays x and y: records it never saw")
-    audit.add_argument("--shadow-data", help=".npz with x and y: the attacker's own data to train a shadow model on")
-    audit.add_argument("--shadow-epochs", type=_integer_from(1), default=30, help="epochs for the shadow model (default: %(default)s)")
-    audit.add_argument("--attacks", default="correctness,loss,confidence,entropy,modified_entropy,risk_score",
-                       help="comma-separated attacks (default: %(default)s)")
+    audit.add_argument("--shadow-data", help=".npz with x and y: the attacker's own data, records the target never "
+                                             "saw (a shadow model, RMIA's references and population, QMIA's public "
+                                             "non-members)")
+    audit.add_argument("--shadow-epochs", type=_integer_from(1), default=30,
+                       help="epochs for the shadow model and RMIA's reference models (default: %(default)s)")
+    audit.add_argument("--attacks", "--attack", action="append", metavar="NAMES",
+                       help="attacks to run, comma-separated; the option may repeat (--attack rmia --attack qmia). "
+                            "From correctness, loss, confidence, entropy, modified_entropy, risk_score (the default: "
+                            "all six), rmia and qmia (these two need --shadow-data)")
+    audit.add_argument("--references", type=_integer_from(1), default=2,
+                       help="RMIA: number of reference models K (default: %(default)s)")
+    audit.add_argument("--rmia-a", type=_rmia_a, default="auto", metavar="A",
+                       help="RMIA: offline correction a in [0, 1], or auto: chosen from the reference models alone "
+                            "(needs --references >= 2) (default: %(default)s)")
+    audit.add_argument("--population-fraction", type=_fraction, default=0.2,
+                       help="RMIA: share of --shadow-data held out (seeded random, --seed) as population records "
+                            "no reference trains on (default: %(default)s)")
+    audit.add_argument("--alpha", type=_fraction, default=0.05,
+                       help="QMIA: targeted false-positive rate of its decisions (default: %(default)s)")
     audit.add_argument("--known-fraction", type=_fraction, default=0.8,
                        help="without --shadow-data: fraction of each class's records the attacker knows (default: %(default)s)")
-    audit.add_argument("--seed", type=_integer_from(0), default=0, help="seed for splits and shadow training")
+    audit.add_argument("--seed", type=_integer_from(0), default=0,
+                       help="seed for splits and for training shadow, reference and regressor models")
     audit.add_argument("--logits", action="store_true",
                        help="audit the scores before the model's final softmax (float32 probabilities of "
                             "confident records round to 1.0 and tie)")

@@ -38,6 +38,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from ._describe import attack_settings, calibration, calibration_line, format_value
 from ._schema import AnyJson, Boolean, Constant, Integer, ListOf, MapOf, Nullable, Number, Record, String
 from ._serialization import (atomic_write_text, decode_float, encode_float, read_npz, sha256_file, to_json_text,
                              write_npz)
@@ -68,7 +69,15 @@ def side_file_path(json_path) -> Path:
 
 @dataclasses.dataclass
 class ModelFacts:
-    """What the audit knows about the target model."""
+    """What the audit knows about the target model.
+
+    ``extra`` holds any other facts as JSON values (string keys); the text
+    summary and the HTML page show each as ``key: value``.  A one-run epsilon
+    lower bound (:func:`tfmia.auditing.one_run_epsilon`) goes here with the
+    parameters that make it meaningful, e.g.
+    ``extra["one-run epsilon lower bound"] = {"epsilon": eps, "delta": 1e-5,
+    "p_value": 0.05, "canaries": m, "guesses": r, "correct": v}``.
+    """
 
     model_name: str | None = None
     train_accuracy: float | None = None
@@ -300,7 +309,12 @@ class AuditReport:
     def summary(self) -> str:
         """Plain-text table: FAR and TPR at low FPR first, then the usual metrics.
 
-        Names, title and notes are shown with non-printable characters escaped
+        Below the table: the settings of RMIA and QMIA results (K reference
+        models, online/offline, a, gamma, T; QMIA's head and alpha) and QMIA's
+        calibration (observed FPR on held-out public non-members with its
+        interval, next to alpha), then ``facts.extra`` (``key: value``, e.g. a
+        one-run epsilon lower bound) and the notes.  Names, title, notes and
+        metadata are shown with non-printable characters escaped
         (:func:`~tfmia._text.printable`): the text is safe to print on a terminal.
         """
         lines = [printable(self.title)]
@@ -349,8 +363,22 @@ class AuditReport:
         lines += [f"note: n/a = TPR at {x * 100:g}% FPR cannot be measured with {n} non-members "
                   f"(one false positive is already {100 / n:.2g}% FPR); it needs at least {math.ceil(1 / x)}"
                   for x, n in sorted(unresolved)]
+        lines += self._attack_lines()
+        lines += [f"{printable(key)}: {printable(format_value(value))}" for key, value in self.facts.extra.items()]
         lines += [f"note: {printable(n)}" for n in self.notes]
         return "\n".join(lines)
+
+    def _attack_lines(self) -> list[str]:
+        """The settings of RMIA and QMIA results and QMIA's calibration, one line each (:mod:`tfmia._describe`)."""
+        lines = []
+        for result in self.results.values():
+            settings = attack_settings(result.metadata)
+            if settings is not None:
+                lines.append(f"settings of {printable(result.name)}: {printable(settings)}")
+            observed = calibration(result.metadata)
+            if observed is not None:
+                lines.append(f"calibration of {printable(result.name)}: {printable(calibration_line(observed))}")
+        return lines
 
     def to_html(self, path) -> Path:
         """Write a self-contained HTML page (inline PNG figures, every string escaped)."""

@@ -432,8 +432,13 @@ class QuantileMIA(Attack):
         """Score ``(target, x_in, y_in)`` and ``(target, x_out, y_out)``; decisions are score > threshold."""
         x_in, members = self.observe(members, "members")
         x_out, non_members = self.observe(non_members, "non_members")
-        scores = np.concatenate([self.score_signal(x_in, hinge_scores(members)),
-                                 self.score_signal(x_out, hinge_scores(non_members))])
+        return self.evaluate_observed(x_in, members, x_out, non_members, name=name)
+
+    def evaluate_observed(self, x_members, members: AttackInputs, x_non_members, non_members: AttackInputs, *,
+                          name: str | None = None) -> AttackResult:
+        """:meth:`evaluate` for records whose target outputs are at hand: their inputs and AttackInputs."""
+        scores = np.concatenate([self.score_signal(x_members, hinge_scores(members)),
+                                 self.score_signal(x_non_members, hinge_scores(non_members))])
         is_member = np.r_[np.ones(len(members), bool), np.zeros(len(non_members), bool)]
         both = AttackInputs.concatenate([members, non_members])
         return AttackResult.from_scores(
@@ -444,6 +449,7 @@ class QuantileMIA(Attack):
 
     def config(self) -> dict:
         return {
+            "method": "QMIA",
             "alpha": self.alpha,
             "head": self.head,
             "architecture": self.architecture,

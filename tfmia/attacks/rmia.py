@@ -221,8 +221,10 @@ class RMIA(Attack):
                 raise ValueError(f"a must be a number in [0, 1] or 'auto', got {a!r}")
             if not self.online and self.n_models < 2:
                 raise ValueError("a='auto' needs n_models >= 2 (one reference plays the target); give a explicitly")
-        elif not 0.0 <= _number(a, "a") <= 1.0:
-            raise ValueError(f"a must be in [0, 1], got {a!r}")
+        else:
+            if not 0.0 <= _number(a, "a") <= 1.0:
+                raise ValueError(f"a must be in [0, 1], got {a!r}")
+            a = float(a)  # a numpy scalar would not serialise into the result's metadata
         self.a_setting = a
         self.executor = executor
         self.run_dir = run_dir
@@ -339,10 +341,11 @@ class RMIA(Attack):
                             self.score(non_members, non_member_indices, population=population), name)
 
     def config(self) -> dict:
-        return {"n_models": self.n_models, "online": self.online, "temperature": self.temperature,
+        return {"method": "RMIA", "n_models": self.n_models, "online": self.online, "temperature": self.temperature,
                 "gamma": self.gamma, "a": self.a, "a_setting": self.a_setting, "seed": self.seed,
                 "fit": self.fit_config.to_dict(),
-                "a_grid_auc": None if self.a_auc is None else [float(v) for v in self.a_auc]}
+                "a_grid_auc": None if self.a_auc is None else [float(v) for v in self.a_auc],
+                "population_records": None if self.population_labels is None else int(self.population_labels.size)}
 
 
 def _pair(value, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,33 @@ see them; put this callback before those in the list):
                                           balanced accuracy of the attack with the highest AUC);
 ``mia_<attack>_auc`` etc.                 each attack.
 
+Attacks are metric names, callables ``f(members, non_members) -> AttackResult``
+on the AttackInputs of the audited records, or :class:`ModelAudit` objects,
+for attacks that need the model and raw records (population records, public
+non-members) as well.  A ModelAudit has
+
+* ``prepare(view)``: called in ``on_train_begin``, before the first epoch:
+  checks what it can (shapes, labels) and does the work that does not depend
+  on the training target, once (e.g. training reference models);
+* ``evaluate(view) -> AttackResult``: called at each audited epoch.
+
+``view`` (:class:`AuditView`) holds the model, the audited ``(x, y)`` records,
+the model's outputs on them at this audit, and ``outputs(x, y)`` to run the
+model on other records as the callback does (batch size, ``logits``).
+Ready-made: :func:`~tfmia.callbacks.rmia_audit` (RMIA with references trained
+once before the first epoch) and :func:`~tfmia.callbacks.qmia_audit`
+(quantile regression, its regressor retrained at each audited epoch)::
+
+    audit = PrivacyAuditCallback(members, non_members, attacks=[
+        "loss",
+        rmia_audit(model_fn, reference_data=(x_ref, y_ref), population=(x_pop, y_pop),
+                   n_references=2, fit=FitConfig(epochs=20)),
+        qmia_audit(public=(x_pub, y_pub), alpha=0.01),
+    ])
+
+Python's and numpy's global random generators are restored after a
+ModelAudit runs (its training seeds them, as tfmia's training does).
+
 With ``log_dir`` the same values are written as TensorBoard scalars; with
 ``report_dir`` each fit writes into a fresh numbered folder
 ``report_dir/fit-000``, ``fit-001``, ... (so a second fit never overwrites
@@ -31,14 +58,16 @@ epoch on a set-up it cannot audit:
 
 * At construction: the audit records (``(x, y)`` pairs of matching length,
   x a real numeric or string array without NaN/Inf, class-index or one-hot
-  labels), the attacks (known metrics or callables, names that give distinct
-  log keys) and the other arguments.
+  labels), the attacks (known metrics, callables or ModelAudits, names that
+  give distinct log keys) and the other arguments.
 * In ``on_train_begin``, which needs the model: the model runs on a batch of
   the members (input shapes, N x C class scores, ``logits=True`` feasible
   under the rules of :mod:`tfmia.features.predictions`), every label is below
-  its number of classes, and ``log_dir`` and this fit's report folder are
-  created and take a file.  Each failure is a ``ValueError`` naming the
-  argument, raised before the first epoch.
+  its number of classes, every ModelAudit is prepared (its records fit the
+  model; RMIA's references are trained), and ``log_dir`` and this fit's
+  report folder are created and take a file.  Each failure is a
+  ``ValueError`` naming the argument (or the attack), raised before the
+  first epoch.
 * At an audited epoch, an audit that cannot be computed (a diverged model
   whose outputs are NaN, an attack that raises, a report that cannot be
   written) logs a warning (``RuntimeWarning`` and the ``tfmia.callbacks.audit``
@@ -48,11 +77,15 @@ epoch on a set-up it cannot audit:
 
 from __future__ import annotations
 
+import abc
+import contextlib
+import dataclasses
 import inspect
 import itertools
 import logging
 import math
 import os
+import random
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -69,7 +102,7 @@ from ..report import AuditReport, ModelFacts
 from .._serialization import atomic_write_bytes
 from .._validate import check_positive_int, class_indices
 
-__all__ = ["PrivacyAuditCallback", "DEFAULT_ATTACKS"]
+__all__ = ["PrivacyAuditCallback", "DEFAULT_ATTACKS", "ModelAudit", "AuditView", "audit_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +150,91 @@ def _audit_inputs(x, name: str) -> np.ndarray:
     return x
 
 
+def audit_records(records, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, labels)``: x checked by :func:`_audit_inputs`, labels as 1-D class indices; errors name ``name``."""
+    if not (isinstance(records, tuple) and len(records) == 2):
+        raise ValueError(f"{name} must be an (x, y) tuple")
+    x = _audit_inputs(records[0], f"{name} x")
+    if len(x) == 0:
+        raise ValueError(f"{name} must not be empty")
+    if np.ndim(records[1]) == 0 or len(records[1]) != len(x):
+        raise ValueError(f"{name}: x has {len(x)} records but y has shape {np.shape(records[1])}")
+    return x, class_indices(records[1], f"{name} y", n=len(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditView:
+    """What a :class:`ModelAudit` sees: the model as it is now, the audited records and how the callback runs it.
+
+    ``members`` and ``non_members`` are the model's outputs on the audited
+    records at this audit (computed once and shared by every attack); they are
+    None in :meth:`ModelAudit.prepare`, before training.
+    """
+
+    model: keras.Model
+    members_xy: tuple[np.ndarray, np.ndarray]
+    non_members_xy: tuple[np.ndarray, np.ndarray]
+    members: AttackInputs | None
+    non_members: AttackInputs | None
+    num_classes: int
+    batch_size: int
+    logits: bool
+
+    def outputs(self, x, y) -> AttackInputs:
+        """The model's outputs on other records (population, public), run as the audited ones are."""
+        return AttackInputs.from_model(self.model, x, y, batch_size=self.batch_size, logits=self.logits)
+
+    def check_records(self, xy: tuple[np.ndarray, np.ndarray], name: str) -> None:
+        """Records of the audited records' shape whose labels the model has (a ValueError naming ``name``)."""
+        x, y = xy
+        if x.shape[1:] != self.members_xy[0].shape[1:]:
+            raise ValueError(f"{name} x holds records of shape {x.shape[1:]}, the audited records have "
+                             f"{self.members_xy[0].shape[1:]}")
+        if y.max() >= self.num_classes:
+            raise ValueError(f"{name} y holds label {int(y.max())}, but the model has {self.num_classes} classes")
+
+
+class ModelAudit(abc.ABC):
+    """An attack that needs the model and raw records, not only the audited outputs (see module docstring).
+
+    Subclasses set :attr:`name` (the default log key) and implement
+    :meth:`evaluate`; :meth:`prepare` does the one-time work.
+    """
+
+    name: str = "model_audit"
+
+    def prepare(self, view: AuditView) -> None:
+        """Check what can be checked and do the work that does not depend on the training target.
+
+        Called in ``on_train_begin`` of every fit (so it should skip work it
+        has done already); an exception stops ``fit`` before the first epoch.
+        """
+
+    @abc.abstractmethod
+    def evaluate(self, view: AuditView) -> AttackResult:
+        """The attack on the model as it is at this audit (an exception logs NaN and a warning)."""
+
+
+@contextlib.contextmanager
+def _global_random_state_kept():
+    """Restore Python's and numpy's global random generators afterwards.
+
+    tfmia trains models reproducibly by seeding the global generators
+    (:func:`tfmia.training.seed_everything`); an attack that trains (RMIA's
+    references, QMIA's regressor) inside the user's ``fit`` would otherwise
+    replay the same random numbers after every audit to whatever draws from
+    them (a data generator, augmentation).  TensorFlow's global seed is set
+    too and cannot be restored; the target's data pipeline and layers, made
+    before training, keep their own seeds.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def _writable_folder(path: Path, name: str) -> Path:
     """Create ``path`` (and its parents) and prove that it takes files with a probe file."""
     probe = path / f".tfmia-probe-{os.getpid()}"
@@ -155,9 +273,11 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         members: ``(x, y)`` training records to audit (a sample of the training set).
         non_members: ``(x, y)`` records the model never trains on.
         attacks: metric names (``"loss"``, ``"confidence"``, ``"entropy"``,
-            ``"modified_entropy"``, ``"correctness"``) and/or callables
+            ``"modified_entropy"``, ``"correctness"``), callables
             ``f(members, non_members) -> AttackResult`` (e.g. a fitted trained
-            attack's ``evaluate``), keyed by name when given as a dict.
+            attack's ``evaluate``) and/or :class:`ModelAudit` objects
+            (:func:`~tfmia.callbacks.rmia_audit`, :func:`~tfmia.callbacks.qmia_audit`),
+            keyed by name when given as a dict.
         every_n_epochs: audit every n-th epoch, and always the first (so that CSVLogger
             sees the keys) and the last one.
         log_dir: folder for TensorBoard scalars (None: none).
@@ -193,8 +313,8 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         prefix: str = "mia_",
     ):
         super().__init__()
-        self.members_xy = self._check_records(members, "members")
-        self.non_members_xy = self._check_records(non_members, "non_members")
+        self.members_xy = audit_records(members, "members")
+        self.non_members_xy = audit_records(non_members, "non_members")
         if self.members_xy[0].shape[1:] != self.non_members_xy[0].shape[1:]:
             raise ValueError(f"members and non_members must hold records of one shape, got x of shapes "
                              f"{self.members_xy[0].shape} and {self.non_members_xy[0].shape}")
@@ -218,18 +338,6 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
 
     # -- configuration ----------------------------------------------------------
     @staticmethod
-    def _check_records(records, name):
-        """``(x, labels)``: x checked by :func:`_audit_inputs`, labels as 1-D class indices."""
-        if not (isinstance(records, tuple) and len(records) == 2):
-            raise ValueError(f"{name} must be an (x, y) tuple")
-        x = _audit_inputs(records[0], f"{name} x")
-        if len(x) == 0:
-            raise ValueError(f"{name} must not be empty")
-        if np.ndim(records[1]) == 0 or len(records[1]) != len(x):
-            raise ValueError(f"{name}: x has {len(x)} records but y has shape {np.shape(records[1])}")
-        return x, class_indices(records[1], f"{name} y", n=len(x))
-
-    @staticmethod
     def _check_folder(folder, name) -> Path | None:
         if folder is None:
             return None
@@ -251,24 +359,26 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         return dict(slicing)
 
     @staticmethod
-    def _resolve_attacks(attacks) -> dict[str, AttackFn]:
+    def _resolve_attacks(attacks) -> dict[str, AttackFn | ModelAudit]:
         """Attacks keyed by name; names must be strings that give distinct, non-empty log keys."""
         from ..attacks.metric import METRICS
 
         if isinstance(attacks, str) or not isinstance(attacks, Iterable):
             raise ValueError(f"attacks must be a sequence or dict of metric names and callables, got {attacks!r}")
         items = attacks.items() if isinstance(attacks, dict) else [(a if isinstance(a, str) else None, a) for a in attacks]
-        resolved: dict[str, AttackFn] = {}
+        resolved: dict[str, AttackFn | ModelAudit] = {}
         keys: dict[str, str] = {}
         for name, attack in items:
             if isinstance(attack, str):
                 if attack not in METRICS:
                     raise ValueError(f"attacks: unknown metric {attack!r}; choose from {METRICS} or pass a callable")
                 name, attack = name or attack, _metric_attack(attack)
+            elif isinstance(attack, ModelAudit):
+                name = name or attack.name
             elif callable(attack):
                 name = name or getattr(attack, "__name__", f"attack_{len(resolved)}")
             else:
-                raise ValueError(f"attacks: {attack!r} is neither a metric name nor a callable")
+                raise ValueError(f"attacks: {attack!r} is neither a metric name, a callable nor a ModelAudit")
             if not isinstance(name, str):
                 raise ValueError(f"attacks: names must be strings, got {name!r}")
             key = _slug(name)
@@ -290,9 +400,14 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
                                               logits=self.logits)
         report = AuditReport(facts=ModelFacts.from_inputs(members, non_members, model_name=self.model.name, epoch=epoch),
                              title=self._title(epoch))
+        view = self._view(members, non_members, members.num_classes)
         for name, attack in self.attacks.items():
             try:
-                result = attack(members, non_members)
+                if isinstance(attack, ModelAudit):
+                    with _global_random_state_kept():
+                        result = attack.evaluate(view)
+                else:
+                    result = attack(members, non_members)
                 if not isinstance(result, AttackResult):
                     raise TypeError(f"returned {type(result).__name__}, not an AttackResult")
                 if result.name != name:
@@ -302,6 +417,10 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
                 report.notes.append(_warn(f"tfmia: attack {name!r} failed at epoch {epoch}: "
                                           f"{exc.__class__.__name__}: {exc}"))
         return report
+
+    def _view(self, members: AttackInputs | None, non_members: AttackInputs | None, num_classes: int) -> AuditView:
+        return AuditView(self.model, self.members_xy, self.non_members_xy, members, non_members,
+                         num_classes=num_classes, batch_size=self.batch_size, logits=self.logits)
 
     def _title(self, epoch: int | None) -> str:
         return f"Privacy audit of {self.model.name}, epoch {epoch}"
@@ -342,8 +461,22 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
                 raise ValueError(f"{name} y holds label {int(labels.max())}, but the model has {num_classes} classes")
         if self.log_dir is not None:
             _writable_folder(self.log_dir, "log_dir")
+        self._prepare_model_audits(num_classes)
         self.run_dir = None if self.report_dir is None else _new_fit_folder(self.report_dir)
         self.reports = []
+
+    def _prepare_model_audits(self, num_classes: int) -> None:
+        """:meth:`ModelAudit.prepare` of each model-aware attack; a failure is a ValueError naming it."""
+        view = self._view(None, None, num_classes)
+        for name, attack in self.attacks.items():
+            if not isinstance(attack, ModelAudit):
+                continue
+            try:
+                with _global_random_state_kept():
+                    attack.prepare(view)
+            except Exception as exc:
+                raise ValueError(f"attacks: {name!r} cannot audit {self.model.name!r}: "
+                                 f"{exc.__class__.__name__}: {exc}") from exc
 
     def _probe_model(self) -> int:
         """Run the audit's inference on the members' first batch; return the number of classes.
