@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import format_table, machine_description
+from _harness import _status_kib, format_table, machine_description
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,14 +55,6 @@ def make_report(n: int, seed: int = 0):
                                       threshold=0.25, labels=labels, predicted_labels=predicted,
                                       losses=rng.exponential(size=n))
     return AuditReport([result], ModelFacts(model_name="bench", n_train=n // 2, n_test=n - n // 2))
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def measure(fn) -> dict:

@@ -112,7 +112,7 @@ def test_bad_input(fitted):
         LiRA(digits_logits_mlp, fit=fit, alpha=1.5)
     with pytest.raises(ValueError, match="must be fitted"):
         LiRA(digits_logits_mlp, fit=fit).score((target, *parts["target_train"]))
-    with pytest.raises(ValueError, match="give the records' pool indices"):
+    with pytest.raises(ValueError, match="give the records' positions in the pool"):
         lira.score((target, *parts["target_train"]))
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 60\)"):
         lira.score((target, *parts["target_train"]), indices=np.arange(50, 80))

@@ -26,7 +26,7 @@ import numpy as np
 from ..data import AttackInputs
 from ..evaluation import AttackResult
 
-__all__ = ["Attack", "as_attack_inputs", "calibration_inputs"]
+__all__ = ["Attack", "as_attack_inputs", "calibration_inputs", "pool_indices"]
 
 
 def as_attack_inputs(records, name: str = "records") -> AttackInputs:
@@ -44,6 +44,25 @@ def as_attack_inputs(records, name: str = "records") -> AttackInputs:
     raise ValueError(
         f"{name} must be AttackInputs or a (model, x, y) tuple, got {type(records).__name__}"
     )
+
+
+def pool_indices(indices, n: int, pool: int) -> np.ndarray:
+    """Positions of ``n`` scored records among the ``pool`` records an attack was fitted on.
+
+    ``None`` means the records are the whole pool, in order.  Attacks whose
+    reference models were queried on a fixed pool (LiRA, RMIA) score records
+    by these positions.
+    """
+    if indices is None:
+        if n != pool:
+            raise ValueError(f"indices: give the records' positions in the pool ({n} records given, pool of {pool})")
+        return np.arange(pool)
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or indices.shape[0] != n or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be {n} integer positions in the pool, got {indices.dtype} {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= pool):
+        raise ValueError(f"indices must lie in [0, {pool}), found {int(indices.min())}..{int(indices.max())}")
+    return indices
 
 
 def calibration_inputs(members, non_members) -> tuple[AttackInputs, AttackInputs]:

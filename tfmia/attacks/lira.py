@@ -45,7 +45,7 @@ from ..defenses.adaptive import is_defended
 from ..evaluation import AttackResult
 from ..shadow_training import train_shadow_models
 from ..training import FitConfig
-from .base import Attack, as_attack_inputs
+from .base import Attack, as_attack_inputs, pool_indices
 
 __all__ = ["LiRA", "gaussian_fit", "pooled_std", "offline_scores", "online_scores"]
 
@@ -184,20 +184,10 @@ class LiRA(Attack):
             self.std = pooled_std(self.stats, groups)
         return self
 
-    def _indices(self, n: int, indices, name: str) -> np.ndarray:
+    def _indices(self, n: int, indices) -> np.ndarray:
         if self.stats is None:
             raise ValueError(f"{self.name} must be fitted before scoring (call fit with the reference pool)")
-        pool = self.stats.shape[1]
-        if indices is None:
-            if n != pool:
-                raise ValueError(f"{name}: give the records' pool indices ({n} records, pool of {pool})")
-            return np.arange(pool)
-        indices = np.asarray(indices)
-        if indices.ndim != 1 or indices.shape[0] != n or not np.issubdtype(indices.dtype, np.integer):
-            raise ValueError(f"{name} must be {n} integer pool indices, got {indices.dtype} {indices.shape}")
-        if indices.size and (indices.min() < 0 or indices.max() >= pool):
-            raise ValueError(f"{name} must lie in [0, {pool}), found {int(indices.min())}..{int(indices.max())}")
-        return indices
+        return pool_indices(indices, n, self.stats.shape[1])
 
     def score(self, records, indices=None) -> np.ndarray:
         """Scores of the target's records (AttackInputs, ``(target, x, y)`` or ``(outputs, labels)``).
@@ -206,7 +196,7 @@ class LiRA(Attack):
         (default: the records are the whole pool, in order).
         """
         inputs = as_attack_inputs(records)
-        idx = self._indices(len(inputs), indices, "indices")
+        idx = self._indices(len(inputs), indices)
         observed = inputs.signals["logit_confidence"]
         scorer = online_scores if self.online else offline_scores
         return scorer(observed, self.stats[:, idx], self.keep[:, idx], std=self.std)

@@ -36,7 +36,7 @@ from ..evaluation import AttackResult
 from ..metrics import auc
 from ..shadow_training import ShadowModels, train_shadow_models
 from ..training import FitConfig
-from .base import Attack, as_attack_inputs
+from .base import Attack, as_attack_inputs, pool_indices
 
 __all__ = ["RMIA", "rmia_scores", "tempered_probability", "select_offline_a", "A_GRID"]
 
@@ -295,18 +295,7 @@ class RMIA(Attack):
     def _indices(self, n: int, indices) -> np.ndarray:
         if self.refs_x is None:
             raise ValueError(f"{self.name} must be fitted before scoring (call fit with the audited records)")
-        audited = self.refs_x.shape[1]
-        if indices is None:
-            if n != audited:
-                raise ValueError(f"indices: give the records' positions among the {audited} audited records "
-                                 f"({n} records given)")
-            return np.arange(audited)
-        indices = np.asarray(indices)
-        if indices.ndim != 1 or indices.shape[0] != n or not np.issubdtype(indices.dtype, np.integer):
-            raise ValueError(f"indices must be {n} integer positions, got {indices.dtype} {indices.shape}")
-        if indices.size and (indices.min() < 0 or indices.max() >= audited):
-            raise ValueError(f"indices must lie in [0, {audited}), found {int(indices.min())}..{int(indices.max())}")
-        return indices
+        return pool_indices(indices, n, self.refs_x.shape[1])
 
     def _population_signal(self, population) -> np.ndarray:
         if population is None:
