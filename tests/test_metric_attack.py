@@ -1,9 +1,9 @@
-"""MetricAttack against a port of Song & Mittal's reference code, on real Keras models."""
+"""MetricAttack against brute-force oracles of Song & Mittal's rules (tests/oracles.py), on real Keras models."""
 
 import numpy as np
 import pytest
 from _models import digits, digits_mlp, random_probs
-from reference_code import reference_values, thre_setting
+from oracles import member_oriented_metric, threshold_by_enumeration
 
 from tfmia.attacks import METRICS, MetricAttack
 from tfmia.data import AttackInputs
@@ -13,19 +13,19 @@ from tfmia.training import FitConfig, build_model, fit_model
 
 
 @pytest.mark.parametrize("metric", ["confidence", "loss", "entropy", "modified_entropy"])
-def test_class_dependent_thresholds_and_decisions_match_the_reference(metric):
+def test_class_dependent_thresholds_and_decisions_match_the_oracle(metric):
     p_in, y_in = random_probs(400, 5, seed=1, sharpness=5)
     p_out, y_out = random_probs(400, 5, seed=2, sharpness=2)
     p_tgt, y_tgt = random_probs(300, 5, seed=3, sharpness=4)
     attack = MetricAttack(metric).fit((p_in, y_in), (p_out, y_out))
-    v_in, v_out = reference_values(p_in, y_in, metric), reference_values(p_out, y_out, metric)
-    expected = [thre_setting(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
+    v_in, v_out = member_oriented_metric(p_in, y_in, metric), member_oriented_metric(p_out, y_out, metric)
+    expected = [threshold_by_enumeration(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
     np.testing.assert_allclose(attack.thresholds, expected, rtol=1e-12, atol=0)
-    v_tgt = reference_values(p_tgt, y_tgt, metric)
+    v_tgt = member_oriented_metric(p_tgt, y_tgt, metric)
     np.testing.assert_array_equal(attack.predict((p_tgt, y_tgt)), v_tgt >= attack.thresholds[y_tgt])
 
     glob = MetricAttack(metric, class_dependent=False).fit((p_in, y_in), (p_out, y_out))
-    assert glob.threshold() == pytest.approx(thre_setting(v_in, v_out), rel=1e-12)
+    assert glob.threshold() == pytest.approx(threshold_by_enumeration(v_in, v_out), rel=1e-12)
     np.testing.assert_array_equal(glob.predict((p_tgt, y_tgt)), glob.values((p_tgt, y_tgt)) >= glob.threshold())
 
 
