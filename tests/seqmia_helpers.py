@@ -21,6 +21,20 @@ def tiny_model_fn():
     return model
 
 
+def memorising_model_fn():
+    """64 -> 64 ReLU -> dropout -> 10 softmax, Adam: enough capacity to memorise 60 randomly labelled digits in 20 epochs."""
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    return model
+
+
 def three_class_model_fn():
     """A model whose output size (3) differs from the digits teachers' (10)."""
     import keras
@@ -30,11 +44,17 @@ def three_class_model_fn():
     return model
 
 
-def digits_parts(size: int = 60, seed: int = 0):
-    """Digits split into target/shadow train/test of ``size`` records each and the remainder."""
+def digits_parts(size: int = 60, seed: int = 0, *, random_labels: bool = False):
+    """Digits split into target/shadow train/test of ``size`` records each and the remainder.
+
+    ``random_labels``: every record's label drawn uniformly at random (seeded), so that a
+    model can only memorise its training records: members and non-members then differ
+    sharply on any model of the recipe, which end-to-end attack tests rely on.
+    """
     d = load_digits()
-    return partition(d.x, d.y, {"target_train": size, "target_test": size, "shadow_train": size,
-                                "shadow_test": size}, seed=seed)
+    y = np.random.default_rng(seed).integers(0, 10, len(d.y)) if random_labels else d.y
+    return partition(d.x, y, {"target_train": size, "target_test": size, "shadow_train": size,
+                              "shadow_test": size}, seed=seed)
 
 
 def softmax(z):
