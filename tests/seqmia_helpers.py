@@ -22,7 +22,7 @@ def tiny_model_fn():
 
 
 def memorising_model_fn():
-    """64 -> 64 ReLU -> dropout -> 10 softmax, Adam: enough capacity to memorise 60 randomly labelled digits in 20 epochs."""
+    """64 -> 64 ReLU -> dropout -> 10 softmax, Adam: memorises 60 randomly labelled digits in 20 epochs."""
     import keras
 
     model = keras.Sequential([
@@ -118,4 +118,4 @@ def assert_rows_close(rows, probs, labels, rtol, columns=slice(None)):
     expected = numpy_rows(probs, labels)[:, columns]
     bound = rows_tolerance(probs, labels, rtol)[:, columns] + 8 * np.finfo(np.float32).eps * (1 + np.abs(expected))
     excess = np.abs(np.asarray(rows, np.float64) - expected) - bound
-    assert np.all(excess <= 0), f"rows differ beyond float32 tolerance by up to {excess.max():.3g} at {np.argmax(excess)}"
+    assert np.all(excess <= 0), f"rows differ beyond the float32 tolerance by up to {excess.max():.3g}"
