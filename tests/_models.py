@@ -64,12 +64,15 @@ def dense_magnitudes(model, x):
     It bounds, per output, the magnitudes summed on the way to it (ReLU and dropout in
     inference mode only shrink them): the scale of float32 rounding in those outputs.
     """
+    import keras
+
     magnitude = np.abs(np.asarray(x, np.float64))
     for layer in model.layers:
-        weights = layer.get_weights()
-        if weights:
-            kernel, bias = (np.abs(w.astype(np.float64)) for w in weights)
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = (np.abs(w.astype(np.float64)) for w in layer.get_weights())
             magnitude = magnitude @ kernel + bias
+        elif layer.get_weights():
+            raise ValueError(f"dense_magnitudes handles Dense layers only, not {type(layer).__name__}")
     return magnitude
 
 
