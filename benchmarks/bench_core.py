@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent / "tests"))  # reference_code.py: the authors' code, shared with the tests
+sys.path.insert(1, str(HERE.parent / "tests"))  # oracles.py: the tests' brute-force threshold rule
 
 import cases_rows  # noqa: E402
 import cases_sorting  # noqa: E402

@@ -2,14 +2,15 @@
 
 References are what a user would otherwise run:
 
-* ``thresholds_global``: Song & Mittal's O(N^2) ``_thre_setting`` (only at
-  N = 1e4) and a scikit-learn sweep (``roc_curve`` then the argmax of the
-  balanced accuracy ``0.5 * (tpr + 1 - fpr)``);
+* ``thresholds_global``: the rule evaluated at every candidate in turn, O(N^2)
+  (``tests/oracles.py``, the tests' brute-force oracle; only at N = 1e4), and a
+  scikit-learn sweep (``roc_curve`` then the argmax of the balanced accuracy
+  ``0.5 * (tpr + 1 - fpr)``);
 * ``thresholds_class``: that sklearn sweep once per class on the class's records;
 * ``roc_auc``: ``sklearn.metrics.roc_curve`` + ``roc_auc_score``;
-* ``risk_histograms``: the authors' fit (per class: floor, edges,
-  ``np.histogram``) and their scoring vectorised with numpy (a lookup table
-  per class instead of a Python loop per record).
+* ``risk_histograms``: per class the floor, the edges and ``np.histogram``,
+  then one table of scores per class (the outward search resolved per bin) and
+  a vectorised bin lookup for the targets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from _harness import Case
-from reference_code import thre_setting  # tests/reference_code.py: the authors' code, verbatim
+from oracles import threshold_by_enumeration  # tests/oracles.py
 from tfmia.histograms import ClassHistograms
 from tfmia.metrics import auc
 from tfmia.metrics import roc_curve as tfmia_roc_curve
@@ -73,8 +74,8 @@ def threshold_cases(ns, cs):
             c=None,
             setup=lambda rng: shadow_scores(rng, BRUTE_FORCE_N, 1),
             ours=lambda x: best_threshold(x["values_in"], x["values_out"]),
-            reference=lambda x: thre_setting(x["values_in"], x["values_out"]),
-            reference_name="Song & Mittal loop",
+            reference=lambda x: threshold_by_enumeration(x["values_in"], x["values_out"]),
+            reference_name="brute-force loop",
             copy_keys=("values_in", "values_out"),
             output_bytes=lambda x: 8,
             repeats=3,
@@ -157,34 +158,37 @@ def risk_inputs(rng, n, num_classes):
     }
 
 
+def score_table(h_in, h_out):
+    """``h_in / (h_in + h_out)`` of every bin, an empty bin taking its nearest non-empty neighbour's (below first)."""
+    bins = len(h_in)
+    mass = h_in + h_out
+    if not mass.any():
+        return np.full(bins, 0.5)
+    table = np.empty(bins)
+    for b in range(bins):
+        nearest = min((abs(k - b), k > b, k) for k in np.flatnonzero(mass))[2]  # ties: the lower bin
+        table[b] = h_in[nearest] / mass[nearest]
+    return table
+
+
 def numpy_risk(x, num_bins=5):
-    """The authors' fit and scoring, vectorised with numpy where their code loops per record."""
-    small_delta = 1e-10
-    C = x["num_classes"]
-    vin = np.maximum(x["values_in"], small_delta)  # their floor: x[x <= 1e-10] = 1e-10
-    vout = np.maximum(x["values_out"], small_delta)
-    order_in, order_out = np.argsort(x["labels_in"], kind="stable"), np.argsort(x["labels_out"], kind="stable")
-    split_in = np.split(vin[order_in], np.cumsum(np.bincount(x["labels_in"], minlength=C))[:-1])
-    split_out = np.split(vout[order_out], np.cumsum(np.bincount(x["labels_out"], minlength=C))[:-1])
-    edges = np.empty((C, num_bins + 1))
-    table = np.empty((C, num_bins))
-    for c, (tr, te) in enumerate(zip(split_in, split_out)):
-        all_list = np.concatenate((tr, te))
-        bins = np.logspace(np.log10(all_list.min()), np.log10(all_list.max()), num_bins + 1)
-        h1, _ = np.histogram(tr, bins=bins, weights=np.ones_like(tr) / float(len(tr)))
-        h2, _ = np.histogram(te, bins=bins, weights=np.ones_like(te) / float(len(te)))
-        edges[c] = bins
-        # score_calculate for every bin at once: the outward search resolved per bin.
-        total = h1 + h2
-        for b in range(num_bins):
-            for t in [0, *(s for k in range(1, num_bins) for s in (-k, k))]:
-                if 0 <= b + t < num_bins and total[b + t] != 0:
-                    table[c, b] = h1[b + t] / total[b + t]
-                    break
+    """Log-binned risk scores with numpy: per class edges and histograms, then a table lookup per target."""
+    floor = 1e-10
+    num_classes = x["num_classes"]
+    v_in, v_out = np.maximum(x["values_in"], floor), np.maximum(x["values_out"], floor)
+    edges = np.empty((num_classes, num_bins + 1))
+    table = np.empty((num_classes, num_bins))
+    for c in range(num_classes):
+        own_in, own_out = v_in[x["labels_in"] == c], v_out[x["labels_out"] == c]
+        both = np.concatenate((own_in, own_out))
+        edges[c] = np.logspace(np.log10(both.min()), np.log10(both.max()), num_bins + 1)
+        h_in = np.histogram(own_in, bins=edges[c], weights=np.full(own_in.size, 1.0 / own_in.size))[0]
+        h_out = np.histogram(own_out, bins=edges[c], weights=np.full(own_out.size, 1.0 / own_out.size))[0]
+        table[c] = score_table(h_in, h_out)
     v, lab = x["targets"], x["target_labels"]
-    e = edges[lab]
-    index = (e <= v[:, None]).sum(axis=1) - 1  # find_index: last edge <= v ...
-    index = np.where(v >= e[:, -1], num_bins - 1, np.where(v <= e[:, 0], 0, index))  # ... clamped at the ends
+    target_edges = edges[lab]
+    inner = np.count_nonzero(target_edges[:, 1:-1] <= v[:, None], axis=1)  # edges 1..B-1 at or below v
+    index = np.where(v >= target_edges[:, -1], num_bins - 1, np.where(v <= target_edges[:, 0], 0, inner))
     return table[lab, index]
 
 
@@ -203,7 +207,7 @@ def risk_cases(ns, cs):
             setup=lambda rng, n=n, c=c: risk_inputs(rng, n, c),
             ours=ours_risk,
             reference=numpy_risk,
-            reference_name="numpy (authors' code, vectorised)",
+            reference_name="numpy (np.histogram per class, vectorised lookup)",
             copy_keys=("values_in", "labels_in", "values_out", "labels_out", "targets", "target_labels"),
             output_bytes=lambda x: 8 * len(x["targets"]),
         )

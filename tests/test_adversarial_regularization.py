@@ -89,7 +89,9 @@ def test_lowers_the_loss_attack_auc_of_an_overfit_model(tmp_path):
         return model
 
     plain = trained(None)
-    regularised = trained(AdversarialRegularization((x[reference], y[reference]), penalty=2.0, inference_steps=5,
+    # penalty 6: the AUC drops by 0.07 to 0.17 over seeds 0-3 (with penalty 2 by 0.02 to 0.07, too close
+    # to the 0.03 asked for once another CPU's float32 path trains slightly different models).
+    regularised = trained(AdversarialRegularization((x[reference], y[reference]), penalty=6.0, inference_steps=5,
                                                     seed=0))
     auc_plain = loss_attack_auc(plain, x[train], y[train], x[test], y[test])
     auc_regularised = loss_attack_auc(regularised, x[train], y[train], x[test], y[test])

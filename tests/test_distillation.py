@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import tfmia
-from _models import digits_logits_mlp
-from seqmia_helpers import digits_parts, numpy_rows, softmax, three_class_model_fn, tiny_model_fn
+from _models import digits_logits_mlp, float32_softmax_rtol
+from seqmia_helpers import assert_rows_close, digits_parts, softmax, three_class_model_fn, tiny_model_fn
 from tfmia.distillation import teacher_probabilities
 from tfmia.training import FitConfig, build_model, fit_model
 
@@ -30,8 +30,9 @@ def kl(p, q):
 
 def test_teacher_probabilities_softmax_logits(setup):
     teacher, x, _ = setup
+    # tfmia's batches of 256 against Keras predict's 32: float32 logits a few ulps apart
     np.testing.assert_allclose(teacher_probabilities(teacher, x), softmax(teacher.predict(x, verbose=0)),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=float32_softmax_rtol(teacher, x))
 
 
 def test_distillation_lowers_kl_to_teacher(setup):
@@ -61,8 +62,7 @@ def test_snapshots_live_trajectory_and_replay_agree_in_inference_mode(setup):
     final = result.snapshot_model(2)
     for a, b in zip(final.get_weights(), result.student.get_weights()):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(replayed[1], numpy_rows(np.asarray(final(xr, training=False)), yr),
-                               rtol=2e-4, atol=2e-5)
+    assert_rows_close(replayed[1], np.asarray(final(xr, training=False)), yr, float32_softmax_rtol(final, xr))
     with pytest.raises(ValueError, match="epoch must be in"):
         result.snapshot_model(3)
 

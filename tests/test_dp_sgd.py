@@ -127,9 +127,13 @@ def test_functional_model_with_dropout_and_convolution():
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     private = make_private(model, 1.0, 0.3, seed=1)
+    before = [v.numpy().copy() for v in private.trainable_variables]
     history = private.fit(x[:200].reshape(-1, 8, 8, 1), y[:200], batch_size=50, epochs=1, verbose=0)
     assert set(history.history) == {"loss", "accuracy"}
     assert np.isfinite(history.history["loss"]).all()
+    # every variable, the convolution's included, took noisy clipped steps
+    after = [v.numpy() for v in private.trainable_variables]
+    assert len(before) == 4 and not any(np.array_equal(b, a) for b, a in zip(before, after))
 
 
 def test_epsilon_against_dp_accounting():

@@ -95,7 +95,9 @@ def test_matching_a_defended_model_reports_both():
     baseline = EarlyStoppingBaseline.train(small_mlp, x[:300], y[:300], x[1000:], y[1000:], FitConfig(epochs=3))
     weaker = build_model(small_mlp, seed=9)
     fit_model(weaker, x[:300], y[:300], FitConfig(epochs=1))
-    match = baseline.match(baseline.accuracy(weaker))
+    target = baseline.accuracy(weaker)
+    match = baseline.match(target)
+    assert abs(match.test_accuracy - target) == min(abs(a - target) for a in baseline.accuracies.values())
     reports = {}
     for label, model in (("defended", weaker), (f"early stop (epoch {match.epoch})", baseline.model(match.epoch))):
         members = AttackInputs.from_model(model, x[:300], y[:300])
@@ -103,4 +105,8 @@ def test_matching_a_defended_model_reports_both():
         attack = MetricAttack("loss", class_dependent=False)
         reports[label] = AuditReport([attack.evaluate(members, non_members)],
                                      ModelFacts.from_inputs(members, non_members))
-    assert len(side_by_side(reports).splitlines()) == 4
+    lines = side_by_side(reports).splitlines()
+    assert len(lines) == 4  # header, rule, one row per model
+    for line, (label, report) in zip(lines[2:], reports.items()):
+        (result,) = report.results.values()
+        assert line.startswith(label) and f"{report.facts.test_accuracy:.4f}" in line and f"{result.auc:.4f}" in line

@@ -53,6 +53,15 @@ def reference(model, x, y, *, wrt, from_logits, regularization=True):
 
 
 def assert_stats_close(ours, ref):
+    """The seven statistics of two float32 evaluations of the same per-sample gradients.
+
+    Two TensorFlow paths (batched vs record at a time, one graph vs one per variable)
+    give gradients a few float32 ulps apart, delta ~ 1e-6 relative.  Sums, norms, min
+    and max move by about delta relative; the mean, skewness and kurtosis are
+    differences of such sums, so they move by delta times the magnitudes that cancel,
+    bounded here by the column's largest value: rtol 1e-4 (100 delta) plus atol
+    1e-5 x the column's scale (10 delta) for values that cancel to near 0.
+    """
     assert ours.shape == ref.shape
     for j, name in enumerate(COLUMNS):
         scale = np.max(np.abs(ref[:, j]))
@@ -86,10 +95,12 @@ def test_variable_groups_and_datasets_give_the_same_statistics(data):
     # a budget below every variable: one forward/backward pass per variable
     grouped = GradientStatsExtractor(model, batch_size=4, max_gradient_bytes=8)
     assert len(grouped._functions) == len(model.trainable_variables)
+    # Separate passes per variable are other TensorFlow graphs: their float32 gradients may differ in
+    # the last bits, so they are held to the float32 tolerance of the record-at-a-time reference.
     split = gradient_statistics(model, x, y, batch_size=4, max_gradient_bytes=8).values
-    np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-9)
+    assert_stats_close(split, whole)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)  # re-split to batches of 4
-    np.testing.assert_allclose(gradient_statistics(model, dataset, batch_size=4).values, whole, rtol=1e-6, atol=1e-9)
+    assert_stats_close(gradient_statistics(model, dataset, batch_size=4).values, whole)
 
 
 def test_time_is_accounted(data):

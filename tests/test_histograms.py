@@ -1,4 +1,4 @@
-"""tfmia.histograms against Song & Mittal's privacy-risk-score code, bit for bit."""
+"""tfmia.histograms against a brute-force oracle of the privacy-risk-score rule (tests/oracles.py), bit for bit."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 from tfmia import _core
 from tfmia._device import cuda_available
 from tfmia.histograms import ClassHistograms
-from reference_code import reference_fit, reference_scores
+from oracles import fit_class_histograms, risk_scores
 
 
 def assert_fit_equals(h, fitted):
@@ -35,15 +35,15 @@ def targets(rng, num_classes, n=300):
 
 @pytest.mark.parametrize("log_bins", [True, False])
 @pytest.mark.parametrize("bins", [1, 5, 12])
-def test_fit_and_scores_equal_reference(log_bins, bins):
+def test_fit_and_scores_equal_the_oracle(log_bins, bins):
     rng = np.random.default_rng(bins + 100 * log_bins)
     vin, lin, vout, lout = shadow(rng, 2000, 1500, 6)
     h = ClassHistograms.fit(vin, lin, vout, lout, 6, bins=bins, log_bins=log_bins)
-    fitted = reference_fit(vin, lin, vout, lout, 6, bins, log_bins)
+    fitted = fit_class_histograms(vin, lin, vout, lout, 6, bins, log_bins)
     assert_fit_equals(h, fitted)
     assert not h.fallback.any() and h.log_bins == log_bins and h.bins == bins and h.num_classes == 6
     v, lab = targets(rng, 6)
-    np.testing.assert_array_equal(h.member_probability(v, lab), reference_scores(fitted, v, lab))
+    np.testing.assert_array_equal(h.member_probability(v, lab), risk_scores(fitted, v, lab))
 
 
 def test_classes_larger_than_numpys_histogram_block():
@@ -52,7 +52,7 @@ def test_classes_larger_than_numpys_histogram_block():
     vin, lin, vout, lout = shadow(rng, 200_000, 70_000, 2)  # > 2**18 in all: the multi-threaded path
     lin[:140_000] = 0
     h = ClassHistograms.fit(vin, lin, vout, lout, 2)
-    assert_fit_equals(h, reference_fit(vin, lin, vout, lout, 2))
+    assert_fit_equals(h, fit_class_histograms(vin, lin, vout, lout, 2))
 
 
 def test_empty_bins_use_the_outward_search():
@@ -62,14 +62,14 @@ def test_empty_bins_use_the_outward_search():
     vout = np.r_[rng.uniform(1, 2, 5), rng.uniform(90, 100, 50)]
     lin, lout = np.zeros(55, int), np.zeros(55, int)
     h = ClassHistograms.fit(vin, lin, vout, lout, 1, bins=20, log_bins=False)
-    fitted = reference_fit(vin, lin, vout, lout, 1, 20, False)
+    fitted = fit_class_histograms(vin, lin, vout, lout, 1, 20, False)
     assert_fit_equals(h, fitted)
     empty = np.flatnonzero(h.h_in[0] + h.h_out[0] == 0)
     assert empty.size >= 10
     edges = h.edges[0]
     middles = (edges[empty] + edges[empty + 1]) / 2
     got = h.member_probability(middles, np.zeros(middles.size, int))
-    np.testing.assert_array_equal(got, reference_scores(fitted, middles, np.zeros(middles.size, int)))
+    np.testing.assert_array_equal(got, risk_scores(fitted, middles, np.zeros(middles.size, int)))
     assert len(set(got)) == 2  # borrowed from the nearest non-empty bin below or above
 
 
@@ -93,10 +93,10 @@ def test_fallback_to_pooled_histograms():
     lout[lout == 2] = 3  # class 2: no non-members
     h = ClassHistograms.fit(vin, lin, vout, lout, 5)  # class 4: nothing at all
     np.testing.assert_array_equal(h.fallback, [False, True, True, False, True])
-    fitted = reference_fit(vin, lin, vout, lout, 5)
+    fitted = fit_class_histograms(vin, lin, vout, lout, 5)
     assert_fit_equals(h, fitted)
     v, lab = targets(rng, 5)
-    np.testing.assert_array_equal(h.member_probability(v, lab), reference_scores(fitted, v, lab))
+    np.testing.assert_array_equal(h.member_probability(v, lab), risk_scores(fitted, v, lab))
 
 
 def test_float32_values_binned_as_numpy_weighted_in_float64():
@@ -104,8 +104,8 @@ def test_float32_values_binned_as_numpy_weighted_in_float64():
     vin, lin, vout, lout = shadow(rng, 800, 700, 3)
     vin, vout = vin.astype(np.float32), vout.astype(np.float32)
     h = ClassHistograms.fit(vin, lin, vout, lout, 3)
-    fitted = reference_fit(vin, lin, vout, lout, 3, weight_dtype=np.float64)
-    assert fitted[0][0].dtype == np.float32  # the reference's own float32 edges
+    fitted = fit_class_histograms(vin, lin, vout, lout, 3)
+    assert fitted[0][0].dtype == np.float32  # edges computed in the values' dtype, as numpy does
     assert_fit_equals(h, fitted)
 
 
@@ -231,13 +231,11 @@ def test_property(values_in, values_out, target, bins, log_bins):
         *(a.dtype if a.dtype in (np.float32, np.float64) else np.float64 for a in (values_in, values_out))
     )
     vin, vout = values_in.astype(dtype), values_out.astype(dtype)
-    fitted = reference_fit(vin, lin, vout, lout, 2, bins, log_bins, weight_dtype=np.float64)
+    fitted = fit_class_histograms(vin, lin, vout, lout, 2, bins, log_bins)
     assert_fit_equals(h, fitted)
     t = target.astype(target.dtype if target.dtype in (np.float32, np.float64) else np.float64)
-    expected = reference_scores(fitted, t, np.zeros(t.size, int))
-    got = h.member_probability(target, np.zeros(target.size, int))
-    has_mass = fitted[0][1].sum() + fitted[0][2].sum() > 0
-    np.testing.assert_array_equal(got, expected if has_mass else 0.5)
+    expected = risk_scores(fitted, t, np.zeros(t.size, int))
+    np.testing.assert_array_equal(h.member_probability(target, np.zeros(target.size, int)), expected)
 
 
 # ---- CUDA ------------------------------------------------------------------

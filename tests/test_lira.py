@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from _models import digits_logits_mlp
-from seqmia_helpers import digits_parts, softmax
+from _models import dense_magnitudes, digits_logits_mlp, float32_sum_atol
+from _separation import assert_does_not_separate, assert_separates
+from scipy.special import logsumexp
+from seqmia_helpers import digits_parts
 from tfmia.attacks import LiRA
 from tfmia.attacks.lira import offline_scores, online_scores, pooled_std
 from tfmia.training import FitConfig, build_model, fit_model, load_weights
@@ -62,8 +64,9 @@ def test_too_few_reference_models_is_a_clear_error():
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    parts = digits_parts(30, seed=2)
-    fit = FitConfig(epochs=10, batch_size=16)
+    """A target and 4 reference models memorising 30 randomly labelled digits each."""
+    parts = digits_parts(30, seed=2, random_labels=True)
+    fit = FitConfig(epochs=20, batch_size=16)
     target = build_model(digits_logits_mlp, seed=40)
     fit_model(target, *parts["target_train"], fit)
     pool = (np.concatenate([parts["target_train"][0], parts["target_test"][0]]),
@@ -79,11 +82,16 @@ def test_reference_models_and_their_statistic(fitted):
     lira, (x, y) = fitted["lira"], fitted["pool"]
     assert lira.stats.shape == (4, 60) and lira.keep.shape == (4, 60)
     assert np.all(lira.keep.sum(axis=0) == 2)  # every record in exactly half of the models
-    # The statistic of model 0, recomputed from its saved weights: log p_y - log(1 - p_y).
+    # The statistic of model 0, recomputed from its saved weights: log p_y - log(1 - p_y) = z_y - logsumexp(z_{i != y}).
     (weights,) = fitted["run_dir"].glob("shadow_0000_*.weights.h5")  # named after its contents
     model = load_weights(build_model(digits_logits_mlp), weights)
-    p = softmax(model.predict(x, verbose=0))[np.arange(60), y]
-    np.testing.assert_allclose(lira.stats[0], np.log(p) - np.log1p(-p), rtol=1e-4, atol=1e-4)
+    z = model.predict(x, verbose=0).astype(np.float64)
+    is_label = np.eye(10, dtype=bool)[y]
+    expected = z[is_label] - logsumexp(np.where(is_label, -np.inf, z), axis=1)
+    # Keras predict and tfmia's inference may round each float32 logit differently, by up to d
+    # (a few ulps of the magnitudes summed); the statistic, a difference of z_y and a log-sum-exp, by 2 d.
+    d = float32_sum_atol(dense_magnitudes(model, x)).max(axis=1)
+    assert np.all(np.abs(lira.stats[0] - expected) <= 2 * d + 1e-12 * np.abs(expected))
 
 
 def test_score_and_evaluate(fitted):
@@ -91,6 +99,10 @@ def test_score_and_evaluate(fitted):
     members, non_members = (target, *parts["target_train"]), (target, *parts["target_test"])
     result = lira.evaluate(members, non_members, member_indices=np.arange(30), non_member_indices=np.arange(30, 60))
     assert result.name == "LiRA (offline)" and np.all(np.isfinite(result.scores)) and np.all(result.scores <= 0)
+    assert_separates(result)  # the models memorise their members
+    x_out, y_out = parts["target_test"]  # pool records 30 to 59: two halves of the non-members
+    assert_does_not_separate(lira.evaluate((target, x_out[:15], y_out[:15]), (target, x_out[15:], y_out[15:]),
+                                           member_indices=np.arange(30, 45), non_member_indices=np.arange(45, 60)))
     assert result.threshold == pytest.approx(np.log(0.95))
     whole_pool = lira.score((target, *fitted["pool"]))  # default: the records are the pool, in order
     np.testing.assert_array_equal(whole_pool, result.scores)

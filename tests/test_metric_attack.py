@@ -1,9 +1,10 @@
-"""MetricAttack against a port of Song & Mittal's reference code, on real Keras models."""
+"""MetricAttack against brute-force oracles of Song & Mittal's rules (tests/oracles.py), on real Keras models."""
 
 import numpy as np
 import pytest
 from _models import digits, digits_mlp, prob_inputs, random_probs
-from reference_code import reference_values, thre_setting
+from _separation import SIGMAS, assert_separates
+from oracles import member_oriented_metric, threshold_by_enumeration
 
 from tfmia.attacks import METRICS, MetricAttack
 from tfmia.data import AttackInputs
@@ -13,19 +14,19 @@ from tfmia.training import FitConfig, build_model, fit_model
 
 
 @pytest.mark.parametrize("metric", ["confidence", "loss", "entropy", "modified_entropy"])
-def test_class_dependent_thresholds_and_decisions_match_the_reference(metric):
+def test_class_dependent_thresholds_and_decisions_match_the_oracle(metric):
     p_in, y_in = random_probs(400, 5, seed=1, sharpness=5)
     p_out, y_out = random_probs(400, 5, seed=2, sharpness=2)
     p_tgt, y_tgt = random_probs(300, 5, seed=3, sharpness=4)
     attack = MetricAttack(metric).fit(prob_inputs(p_in, y_in), prob_inputs(p_out, y_out))
-    v_in, v_out = reference_values(p_in, y_in, metric), reference_values(p_out, y_out, metric)
-    expected = [thre_setting(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
+    v_in, v_out = member_oriented_metric(p_in, y_in, metric), member_oriented_metric(p_out, y_out, metric)
+    expected = [threshold_by_enumeration(v_in[y_in == c], v_out[y_out == c]) for c in range(5)]
     np.testing.assert_allclose(attack.thresholds, expected, rtol=1e-12, atol=0)
-    v_tgt = reference_values(p_tgt, y_tgt, metric)
+    v_tgt = member_oriented_metric(p_tgt, y_tgt, metric)
     np.testing.assert_array_equal(attack.predict(prob_inputs(p_tgt, y_tgt)), v_tgt >= attack.thresholds[y_tgt])
 
     glob = MetricAttack(metric, class_dependent=False).fit(prob_inputs(p_in, y_in), prob_inputs(p_out, y_out))
-    assert glob.threshold() == pytest.approx(thre_setting(v_in, v_out), rel=1e-12)
+    assert glob.threshold() == pytest.approx(threshold_by_enumeration(v_in, v_out), rel=1e-12)
     np.testing.assert_array_equal(glob.predict(prob_inputs(p_tgt, y_tgt)), glob.values(prob_inputs(p_tgt, y_tgt)) >= glob.threshold())
 
 
@@ -73,10 +74,11 @@ def test_bad_input():
 
 @pytest.fixture(scope="module")
 def digits_setup():
-    """A target overfitting 150 digits and the attacker's pool of 300 records."""
-    x, y = digits()
+    """A target memorising 150 randomly labelled digits and the attacker's pool of 300 such records."""
+    x, _ = digits()
+    y = np.random.default_rng(0).integers(0, 10, len(x))
     parts = partition(x, y, {"target_train": 150, "target_test": 150, "attacker": 300}, seed=0)
-    recipe = FitConfig(epochs=30, batch_size=16)
+    recipe = FitConfig(epochs=40, batch_size=32)
     target = build_model(digits_mlp, seed=0)
     fit_model(target, *parts["target_train"], recipe)
     members = AttackInputs.from_model(target, *parts["target_train"])
@@ -92,8 +94,11 @@ def test_calibration_with_shadow_models(digits_setup):
     assert len(shadow_in) == 150 and len(shadow_out) == 150
     for metric in METRICS:
         result = MetricAttack(metric).fit(shadow_in, shadow_out).evaluate(members, non_members)
-        assert result.n_members == 150 and result.labels is not None
-        assert result.auc > 0.5, metric  # the target overfits: every metric leaks
+        assert result.n_members == 150 and result.n_non_members == 150
+        # The target memorises: every metric leaks.  Entropy ignores the label, and a network that
+        # memorised random labels is nearly as sure of itself on unseen records, so its leak is
+        # weaker (AUC 0.65 to 0.76 over the seeds we tried, against 0.97 for the loss): 2 null SDs.
+        assert_separates(result, sigmas=2 if metric == "entropy" else SIGMAS)
 
 
 def test_calibration_on_known_membership_subset(digits_setup):
@@ -107,4 +112,9 @@ def test_calibration_on_known_membership_subset(digits_setup):
     attack = MetricAttack("modified_entropy").fit(members.subset(known_in), non_members.subset(known_out))
     result = attack.evaluate(members.subset(eval_in), non_members.subset(eval_out))
     assert len(result) == len(eval_in) + len(eval_out)
-    assert 0.0 <= result.balanced_accuracy <= 1.0
+    decisions = attack.predict(members.subset(eval_in)), attack.predict(non_members.subset(eval_out))
+    assert result.balanced_accuracy == pytest.approx(0.5 * (np.mean(decisions[0]) + np.mean(~decisions[1])))
+    # Thresholds fitted on the known records carry over to the others: under the null, with the
+    # thresholds fixed, the balanced accuracy has standard deviation at most 0.25 sqrt(1/n1 + 1/n2).
+    null_sd = 0.25 * np.sqrt(1 / len(eval_in) + 1 / len(eval_out))
+    assert result.balanced_accuracy > 0.5 + SIGMAS * null_sd

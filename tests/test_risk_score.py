@@ -1,9 +1,9 @@
-"""PrivacyRiskScore against a port of Song & Mittal's privacy_risk_score_utils, and its calibration report."""
+"""PrivacyRiskScore against the brute-force risk-score oracle (tests/oracles.py), and its calibration report."""
 
 import numpy as np
 import pytest
 from _models import prob_inputs, random_probs
-from reference_code import reference_fit, reference_scores
+from oracles import fit_class_histograms, risk_scores
 
 from tfmia.attacks import PrivacyRiskScore
 from tfmia.data import AttackInputs
@@ -16,12 +16,12 @@ def _shadow_and_target(seed=0, c=4):
     return AttackInputs(probs=p_in, labels=y_in), AttackInputs(probs=p_out, labels=y_out), AttackInputs(probs=p_t, labels=y_t)
 
 
-def test_scores_equal_the_reference_bit_for_bit():
+def test_scores_equal_the_oracle_bit_for_bit():
     s_in, s_out, target = _shadow_and_target()
     risk = PrivacyRiskScore().fit(s_in, s_out)
     m = "modified_entropy"
-    fitted = reference_fit(s_in.signals[m], s_in.labels, s_out.signals[m], s_out.labels, 4)
-    expected = reference_scores(fitted, target.signals[m], target.labels)
+    fitted = fit_class_histograms(s_in.signals[m], s_in.labels, s_out.signals[m], s_out.labels, 4)
+    expected = risk_scores(fitted, target.signals[m], target.labels)
     np.testing.assert_array_equal(risk.score(target), expected)
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _separation import null_auc_sd
 
 from tfmia.datasets import DEBIAN_FASHION_MNIST
 
@@ -33,5 +34,8 @@ def test_modified_entropy_beats_entropy_on_fashion_mnist(capsys):
             print(f"\n  {name}: balanced accuracy {diff:+.4f}", end="")
     mentr_vs_entropy = [v for k, v in table.items() if k.startswith("modified_entropy") and "vs entropy" in k]
     assert len(mentr_vs_entropy) == 2 and sum(mentr_vs_entropy) > 0, table
-    for name, metrics in run["attacks"].items():
-        assert metrics["auc"] > 0.5, name
+    # The target leaks, but weakly at this scale (AUC 0.51 for entropy, which ignores the label, to
+    # 0.56 for the modified entropy in our run: 1 to 5 null SDs of 0.012), so only the best attack
+    # is held to a bar, 3 null SDs above chance, leaving 2 SDs for other CPUs' float32 training paths.
+    best = max(metrics["auc"] for metrics in run["attacks"].values())
+    assert best > 0.5 + 3 * null_auc_sd(1200, 1200), run["attacks"]

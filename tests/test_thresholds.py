@@ -1,4 +1,4 @@
-"""tfmia.thresholds against Song & Mittal's `_thre_setting`, bit for bit."""
+"""tfmia.thresholds against a brute-force oracle of the balanced-accuracy rule (tests/oracles.py), bit for bit."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from tfmia.thresholds import (
     class_thresholds,
     fit_class_thresholds,
 )
-from reference_code import thre_setting, thre_setting_sorted
+from oracles import balanced_accuracy, per_class_thresholds, threshold_by_counting, threshold_by_enumeration
 
 
 def same_float(a, b):
@@ -43,7 +43,7 @@ def test_best_threshold_equals_reference(case, dtype):
     for n_in, n_out in [(1, 1), (1, 7), (9, 1), (40, 60), (300, 200)]:
         tr, te = CASES[case](rng, n_in, dtype), CASES[case](rng, n_out, dtype)
         got = best_threshold(tr, te)
-        assert same_float(got, thre_setting(tr, te)), (case, n_in, n_out)
+        assert same_float(got, threshold_by_enumeration(tr, te)), (case, n_in, n_out)
 
 
 def test_tied_maximisers_resolve_to_first_in_concatenation_order():
@@ -56,7 +56,7 @@ def test_tied_maximisers_resolve_to_first_in_concatenation_order():
         values = np.concatenate((tr, te))
         acc = np.array([balanced_accuracy(tr, te, t) for t in values])
         tied = np.unique(values[acc == acc.max()])
-        expected = thre_setting(tr, te)
+        expected = threshold_by_enumeration(tr, te)
         exercised += len(tied) > 1 and expected not in (tied[0], tied[-1])
         assert best_threshold(tr, te) == expected
     assert exercised >= 5
@@ -68,53 +68,41 @@ def test_large_tie_heavy_inputs():
     rng = np.random.default_rng(3)
     tr = np.round(rng.normal(1, 1, 160_000), 2)
     te = np.round(rng.normal(0, 1, 140_000), 2)
-    assert best_threshold(tr, te) == thre_setting_sorted(tr, te)
+    assert best_threshold(tr, te) == threshold_by_counting(tr, te)
     lin, lout = rng.integers(0, 5, tr.size), rng.integers(0, 5, te.size)
-    expected = [thre_setting_sorted(tr[lin == c], te[lout == c]) for c in range(5)]
+    expected = per_class_thresholds(tr, lin, te, lout, 5, rule=threshold_by_counting)
     np.testing.assert_array_equal(class_thresholds(tr, lin, te, lout, 5), expected)
 
 
-def test_vectorised_reference_agrees_with_loop():
+def test_counting_oracle_agrees_with_enumeration():
     rng = np.random.default_rng(4)
     for _ in range(20):
         tr, te = ties(rng, 30, float), ties(rng, 25, float)
-        assert thre_setting_sorted(tr, te) == thre_setting(tr, te)
+        assert threshold_by_counting(tr, te) == threshold_by_enumeration(tr, te)
 
 
 def test_mixed_precision_compares_in_float64():
     rng = np.random.default_rng(5)
     tr = rng.random(50).astype(np.float32)
     te = rng.random(50)
-    assert best_threshold(tr, te) == thre_setting(tr, te)
+    assert best_threshold(tr, te) == threshold_by_enumeration(tr, te)
 
 
 def test_integer_and_bool_values():
     tr = np.array([3, 5, 5, 9])
     te = np.array([1, 3, 4])
-    assert best_threshold(tr, te) == thre_setting(tr.astype(float), te.astype(float))
+    assert best_threshold(tr, te) == threshold_by_enumeration(tr.astype(float), te.astype(float))
     assert best_threshold([True, True], [False, True]) == 1.0
 
 
-def per_class_reference(vin, lin, vout, lout, num_classes):
-    return np.array(
-        [
-            thre_setting(vin[lin == c], vout[lout == c])
-            if np.any(lin == c) and np.any(lout == c)
-            else thre_setting(vin, vout)
-            for c in range(num_classes)
-        ],
-        dtype=np.float64,
-    )
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_class_thresholds_equal_per_class_reference(dtype):
+def test_class_thresholds_equal_the_per_class_oracle(dtype):
     rng = np.random.default_rng(6)
     num_classes = 7
     vin = np.round(rng.normal(1, 1, 400), 1).astype(dtype)
     vout = np.round(rng.normal(0, 1, 300), 1).astype(dtype)
     lin, lout = rng.integers(0, num_classes, 400), rng.integers(0, num_classes, 300)
-    expected = per_class_reference(vin, lin, vout, lout, num_classes)
+    expected = per_class_thresholds(vin, lin, vout, lout, num_classes)
     np.testing.assert_array_equal(class_thresholds(vin, lin, vout, lout, num_classes), expected)
 
 
@@ -124,16 +112,12 @@ def test_fallback_for_class_without_members_or_non_members():
     lin = rng.integers(0, 3, 200)  # class 3: no members
     lout = rng.integers(1, 4, 200)  # class 0: no non-members; class 4: nothing at all
     fit = fit_class_thresholds(vin, lin, vout, lout, 5)
-    glob = thre_setting(vin, vout)
+    glob = threshold_by_enumeration(vin, vout)
     assert fit.global_threshold == glob
     np.testing.assert_array_equal(fit.fallback, [True, False, False, True, True])
-    np.testing.assert_array_equal(fit.thresholds, per_class_reference(vin, lin, vout, lout, 5))
+    np.testing.assert_array_equal(fit.thresholds, per_class_thresholds(vin, lin, vout, lout, 5))
     assert np.all(fit.thresholds[fit.fallback] == glob)
     np.testing.assert_array_equal(class_thresholds(vin, lin, vout, lout, 5), fit.thresholds)
-
-
-def balanced_accuracy(tr, te, t):
-    return 0.5 * (np.sum(tr >= t) / (len(tr) + 0.0) + np.sum(te < t) / (len(te) + 0.0))
 
 
 def test_fit_reports_balanced_accuracy_and_is_frozen():
@@ -278,7 +262,7 @@ def test_best_threshold_property(values_in, values_out):
         *(a.dtype if a.dtype in (np.float32, np.float64) else np.float64 for a in (values_in, values_out))
     )
     tr, te = values_in.astype(dtype), values_out.astype(dtype)
-    assert same_float(best_threshold(values_in, values_out), thre_setting(tr, te))
+    assert same_float(best_threshold(values_in, values_out), threshold_by_enumeration(tr, te))
 
 
 @settings(max_examples=60, deadline=None)
@@ -291,7 +275,7 @@ def test_best_threshold_property(values_in, values_out):
 def test_class_thresholds_property(num_classes, vin, vout, random):
     lin = np.array([random.randrange(num_classes) for _ in vin])
     lout = np.array([random.randrange(num_classes) for _ in vout])
-    expected = per_class_reference(vin, lin, vout, lout, num_classes)
+    expected = per_class_thresholds(vin, lin, vout, lout, num_classes)
     np.testing.assert_array_equal(class_thresholds(vin, lin, vout, lout, num_classes), expected)
 
 

@@ -3,20 +3,22 @@
 import numpy as np
 import pytest
 
-from seqmia_helpers import digits_parts, tiny_model_fn
+from _separation import assert_does_not_separate, assert_separates
+from seqmia_helpers import digits_parts, memorising_model_fn
 from tfmia.attack_models import AttackTraining
 from tfmia.attacks import SeqMIA, TrajectoryMIA
 from tfmia.attacks.trajectory import TRAJECTORY_MIA_TRAINING
 from tfmia.training import FitConfig, build_model, fit_model
 
-FIT = FitConfig(epochs=15, batch_size=16)
+FIT = FitConfig(epochs=20, batch_size=16)
 QUICK = AttackTraining(epochs=2, batch_size=32, optimizer="sgd", lr_decay=1.0)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    parts = digits_parts(50, seed=1)
-    target = build_model(tiny_model_fn, seed=30)
+    """A target (and the attacker's shadow model) memorising 50 randomly labelled digits."""
+    parts = digits_parts(50, seed=1, random_labels=True)
+    target = build_model(memorising_model_fn, seed=30)
     fit_model(target, *parts["target_train"], FIT)
     shadow = (np.concatenate([parts["shadow_train"][0], parts["shadow_test"][0]]),
               np.concatenate([parts["shadow_train"][1], parts["shadow_test"][1]]))
@@ -29,7 +31,7 @@ def test_recipe_and_architecture():
             TRAJECTORY_MIA_TRAINING.momentum, TRAJECTORY_MIA_TRAINING.weight_decay,
             TRAJECTORY_MIA_TRAINING.epochs, TRAJECTORY_MIA_TRAINING.batch_size,
             TRAJECTORY_MIA_TRAINING.lr_decay) == ("sgd", 0.01, 0.9, 1e-4, 100, 128, 1.0)
-    attack = TrajectoryMIA(tiny_model_fn, fit=FIT, distill_epochs=50, progress=False)
+    attack = TrajectoryMIA(memorising_model_fn, fit=FIT, distill_epochs=50, progress=False)
     model = attack._model
     assert tuple(model.inputs[0].shape) == (None, 51, 1)  # 50 snapshot losses + the original's
     widths = [layer.units for layer in model.layers if hasattr(layer, "units")]
@@ -39,15 +41,17 @@ def test_recipe_and_architecture():
 def test_fit_evaluate_and_share_distillations_with_seqmia(world):
     target, parts = world["target"], world["parts"]
     kwargs = dict(fit=FIT, distill_epochs=2, run_dir=world["run_dir"], progress=False)
-    seqmia = SeqMIA(tiny_model_fn, training=AttackTraining(epochs=1), **kwargs)
+    seqmia = SeqMIA(memorising_model_fn, training=AttackTraining(epochs=1), **kwargs)
     seqmia.fit(*world["shadow"], world["x_distill"])
     seqmia.evaluate((target, *parts["target_train"]), (target, *parts["target_test"]))
     distilled = sorted(p.name for p in world["run_dir"].glob("distill_*"))
-    attack = TrajectoryMIA(tiny_model_fn, training=QUICK, **kwargs).fit(*world["shadow"], world["x_distill"])
+    attack = TrajectoryMIA(memorising_model_fn, training=QUICK, **kwargs).fit(*world["shadow"], world["x_distill"])
     result = attack.evaluate((target, *parts["target_train"]), (target, *parts["target_test"]))
     assert sorted(p.name for p in world["run_dir"].glob("distill_*")) == distilled  # reused, not redone
     assert result.name == "TrajectoryMIA" and len(result) == 100
-    assert np.all((result.scores >= 0) & (result.scores <= 1))
+    assert_separates(result)  # the target memorises its members
+    x_out, y_out = parts["target_test"]  # two halves of the non-members: nothing to tell apart
+    assert_does_not_separate(attack.evaluate((target, x_out[:25], y_out[:25]), (target, x_out[25:], y_out[25:])))
     # Its input is SeqMIA's loss column, unscaled by default (the reference feeds raw losses).
     members = (target, *parts["target_train"])
     np.testing.assert_allclose(attack.sequences(members)[:, :, 0],
@@ -57,8 +61,8 @@ def test_fit_evaluate_and_share_distillations_with_seqmia(world):
 def test_shuffled_control(world):
     target, parts = world["target"], world["parts"]
     kwargs = dict(fit=FIT, distill_epochs=2, run_dir=world["run_dir"], training=QUICK, progress=False)
-    plain = TrajectoryMIA(tiny_model_fn, **kwargs).fit(*world["shadow"], world["x_distill"])
-    control = TrajectoryMIA(tiny_model_fn, shuffled=True, **kwargs).fit(*world["shadow"], world["x_distill"])
+    plain = TrajectoryMIA(memorising_model_fn, **kwargs).fit(*world["shadow"], world["x_distill"])
+    control = TrajectoryMIA(memorising_model_fn, shuffled=True, **kwargs).fit(*world["shadow"], world["x_distill"])
     assert control.name == "TrajectoryMIA (shuffled)"
     members = (target, *parts["target_train"])
     a, b = plain.sequences(members), control.sequences(members)

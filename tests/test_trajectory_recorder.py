@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from _models import digits_logits_mlp
-from seqmia_helpers import digits_parts, numpy_rows, softmax, tiny_model_fn
+from _models import digits_logits_mlp, float32_softmax_rtol
+from seqmia_helpers import assert_rows_close, digits_parts, softmax, tiny_model_fn
 from tfmia.callbacks import TrajectoryRecorder, read_trajectory
 from tfmia.training import build_model, load_weights
 
@@ -20,14 +20,18 @@ def data():
 
 
 class PredictAtEpochEnd(keras.callbacks.Callback):
-    """The direct computation: the model's inference-mode outputs on the records after each epoch."""
+    """The direct computation: the model's inference-mode outputs on the records after each epoch.
+
+    Also keeps, per epoch, how far another float32 path's probabilities may lie from these.
+    """
 
     def __init__(self, x):
         super().__init__()
-        self.x, self.outputs = x, []
+        self.x, self.outputs, self.rtols = x, [], []
 
     def on_epoch_end(self, epoch, logs=None):
         self.outputs.append(np.asarray(self.model(self.x, training=False)))
+        self.rtols.append(float32_softmax_rtol(self.model, self.x))
 
 
 @pytest.mark.parametrize("model_fn, logits", [(tiny_model_fn, False), (digits_logits_mlp, True)])
@@ -41,9 +45,9 @@ def test_rows_match_predict_and_numpy_formulas(data, model_fn, logits):
     assert trajectory.epochs.tolist() == [1, 2, 3]
     assert trajectory.metrics == ("loss", "max", "sd", "entropy", "modified_entropy")
     assert trajectory.rows.shape == (3, len(yr), 5)
-    for t, outputs in enumerate(direct.outputs):
+    for t, (outputs, rtol) in enumerate(zip(direct.outputs, direct.rtols)):
         probs = softmax(outputs) if logits else outputs
-        np.testing.assert_allclose(trajectory.rows[t], numpy_rows(probs, yr), rtol=2e-4, atol=2e-5)
+        assert_rows_close(trajectory.rows[t], probs, yr, rtol)
     assert recorder.seconds > 0
 
 
@@ -55,8 +59,7 @@ def test_every_and_metric_subset(data):
     model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[recorder, direct])
     trajectory = recorder.trajectory()
     assert trajectory.epochs.tolist() == [2, 4]
-    expected = numpy_rows(direct.outputs[3], yr)[:, [3, 0]]  # entropy, loss after epoch 4
-    np.testing.assert_allclose(trajectory.rows[1], expected, rtol=2e-4, atol=2e-5)
+    assert_rows_close(trajectory.rows[1], direct.outputs[3], yr, direct.rtols[3], columns=[3, 0])  # entropy, loss
 
 
 def test_disk_rows_and_weight_snapshots(tmp_path, data):
@@ -71,7 +74,7 @@ def test_disk_rows_and_weight_snapshots(tmp_path, data):
     np.testing.assert_array_equal(on_disk.rows, recorder.trajectory().rows)
     # The epoch-1 snapshot reproduces the epoch-1 rows.
     fresh = load_weights(build_model(tiny_model_fn), recorder.weights(1))
-    np.testing.assert_allclose(numpy_rows(fresh.predict(xr, verbose=0), yr), on_disk.rows[0], rtol=2e-4, atol=2e-5)
+    assert_rows_close(on_disk.rows[0], fresh.predict(xr, verbose=0), yr, float32_softmax_rtol(fresh, xr))
     with pytest.raises(ValueError, match="not recorded"):
         recorder.weights(7)
 
@@ -88,7 +91,7 @@ def test_resume_keeps_earlier_epochs_and_replaces_later_ones(tmp_path, data):
     after = read_trajectory(tmp_path)
     assert after.epochs.tolist() == [1, 2, 3]  # epoch 4 of the earlier run is gone
     np.testing.assert_array_equal(after.rows[:2], before[:2])
-    np.testing.assert_allclose(after.rows[2], numpy_rows(direct.outputs[0], yr), rtol=2e-4, atol=2e-5)
+    assert_rows_close(after.rows[2], direct.outputs[0], yr, direct.rtols[0])
 
 
 def test_directory_of_other_records_or_another_model_is_refused(tmp_path, data):
