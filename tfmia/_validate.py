@@ -22,6 +22,7 @@ __all__ = [
     "as_membership",
     "check_same_length",
     "check_positive_int",
+    "check_num_classes",
     "check_positive_number",
     "check_fraction",
 ]
@@ -120,6 +121,25 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+#: The most entries a per-class table may have (the thresholds of num_classes
+#: classes, the num_classes x (bins + 1) histogram edges): the C++ core checks
+#: a declared class count against it before allocating, and sizes its working
+#: memory by the classes the labels hold.
+MAX_TABLE_ENTRIES = 2**24
+
+
+def check_num_classes(value, name: str = "num_classes", *, per_class: int = 1) -> int:
+    """Return ``value`` as an int in [1, MAX_TABLE_ENTRIES / per_class].
+
+    ``per_class`` is the number of table entries each class takes.
+    """
+    num_classes = check_positive_int(value, name)
+    if num_classes * per_class > MAX_TABLE_ENTRIES:
+        table = f" with {per_class} entries per class makes {num_classes * per_class} entries," if per_class > 1 else ""
+        raise ValueError(f"{name}={num_classes}{table} more than the per-class table limit 2**24 = {MAX_TABLE_ENTRIES}")
+    return num_classes
 
 
 def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:
