@@ -66,7 +66,7 @@ void apply(const Records& rec, const Points<T>& pts, std::int64_t i, Decision de
             const double diff = static_cast<double>(mid[j]) - static_cast<double>(x0[j]);
             sq += diff * diff;
         }
-        rec.distance[r] = std::sqrt(sq);
+        rec.distance[r] = bisection::finish_distance(sq, mid, x0, d);
         rec.converged[r] = true;
         rec.active[r] = false;
         return;

@@ -99,6 +99,34 @@ std::string describe_bad_row(const SignalsArgs<T>& a, std::int64_t i) {
     return msg.str();
 }
 
+// Checks the outputs, O(n) after the O(n c) kernel: without the row-sum check
+// (sum_tol < 0) a probability above 1 + kMaxProbabilityExcess is no
+// probability, and a signal that is not finite means the input was beyond
+// what the formulas carry in the output dtype (logits spread wider than its
+// range); either is refused naming preds rather than returned as garbage.
+constexpr double kMaxProbabilityExcess = 1e-3;
+
+template <class T>
+void check_outputs(const SignalsArgs<T>& a) {
+    const SignalsOutputs<T>& o = a.out;
+    for (std::int64_t i = 0; i < a.n; ++i) {
+        if (!a.from_logits && a.sum_tol < 0.0 && static_cast<double>(o.max[i]) > 1.0 + kMaxProbabilityExcess) {
+            std::ostringstream msg;
+            msg.precision(17);
+            msg << "preds row " << i << " holds a probability of " << static_cast<double>(o.max[i])
+                << ", above 1 (sum_tol=None skips only the row-sum check); pass from_logits=True if preds are logits";
+            fail(msg.str());
+        }
+        const T values[] = {o.loss[i], o.confidence[i], o.max[i], o.sd[i], o.entropy[i], o.modified_entropy[i],
+                            o.logit_confidence[i]};
+        for (const T v : values)
+            if (!std::isfinite(v))
+                fail("preds row " + std::to_string(i) + " overflows the signals in " +
+                     (std::is_same_v<T, float> ? "float32" : "float64") +
+                     " (logits spread wider than the dtype's range?)");
+    }
+}
+
 template <class T>
 py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logits, double sum_tol, bool use_cuda) {
     const std::int64_t n = preds.shape(0), c = preds.shape(1);
@@ -127,6 +155,7 @@ py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logit
         }
     }
     if (first_bad >= 0) fail(describe_bad_row(a, first_bad));
+    check_outputs(a);
     py::dict result;
     result["loss"] = loss;
     result["confidence"] = confidence;

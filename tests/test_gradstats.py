@@ -221,14 +221,14 @@ def test_bad_chunk(chunk, match):
 @pytest.mark.parametrize(
     "state, count, chunk, match",
     [
-        (np.zeros((2, 9), dtype=np.float32), 0, np.ones((2, 3)), "state must be float64"),
-        (np.zeros((2, 8)), 0, np.ones((2, 3)), "state must have 9 columns"),
-        (np.zeros((9, 2)).T, 0, np.ones((2, 3)), "state must be C-contiguous"),
-        (np.zeros((2, 9)), -1, np.ones((2, 3)), "count must be >= 0"),
-        (np.zeros((2, 9)), 0, np.ones(3), "chunk must be 2-D"),
-        (np.zeros((2, 9)), 0, np.ones((3, 3)), "chunk has 3 rows, expected n=2"),
-        (np.zeros((2, 9)), 0, np.ones((2, 3), dtype=np.int32), "chunk must be a float32 or float64"),
-        (np.zeros((2, 9)), 0, np.ones((3, 2)).T, "chunk must be C-contiguous"),
+        (np.zeros((2, 10), dtype=np.float32), 0, np.ones((2, 3)), "state must be float64"),
+        (np.zeros((2, 8)), 0, np.ones((2, 3)), "state must have 10 columns"),
+        (np.zeros((10, 2)).T, 0, np.ones((2, 3)), "state must be C-contiguous"),
+        (np.zeros((2, 10)), -1, np.ones((2, 3)), "count must be >= 0"),
+        (np.zeros((2, 10)), 0, np.ones(3), "chunk must be 2-D"),
+        (np.zeros((2, 10)), 0, np.ones((3, 3)), "chunk has 3 rows, expected n=2"),
+        (np.zeros((2, 10)), 0, np.ones((2, 3), dtype=np.int32), "chunk must be a float32 or float64"),
+        (np.zeros((2, 10)), 0, np.ones((3, 2)).T, "chunk must be C-contiguous"),
     ],
 )
 def test_core_rejects_bad_arrays_directly(state, count, chunk, match):
@@ -238,9 +238,9 @@ def test_core_rejects_bad_arrays_directly(state, count, chunk, match):
 
 def test_core_finalize_rejects_bad_state_and_zero_count():
     with pytest.raises(ValueError, match="count"):
-        _core.gradstats_finalize(np.zeros((2, 9)), 0)
+        _core.gradstats_finalize(np.zeros((2, 10)), 0)
     with pytest.raises(ValueError, match="state must be float64"):
-        _core.gradstats_finalize(np.zeros((2, 9), dtype=np.float32), 3)
+        _core.gradstats_finalize(np.zeros((2, 10), dtype=np.float32), 3)
 
 
 # ---- property test ------------------------------------------------------------------------

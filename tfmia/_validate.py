@@ -20,6 +20,7 @@ __all__ = [
     "as_float_array",
     "as_labels",
     "as_membership",
+    "check_finite",
     "check_same_length",
     "check_positive_int",
     "check_num_classes",
@@ -52,6 +53,17 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, a
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     return np.ascontiguousarray(arr)
+
+
+def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    """Return the float array ``arr``, raising unless every entry is finite.
+
+    Its min and max are NaN if any entry is NaN and infinite if any is, so
+    two reductions decide without a temporary the size of ``arr``.
+    """
+    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+        raise ValueError(f"{name} must be finite (found NaN or Inf)")
+    return arr
 
 
 def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
