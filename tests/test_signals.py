@@ -383,6 +383,8 @@ def expected_error(x, y, from_logits, sum_tol):
             return "preds"
         if sum_tol is not None and np.any(np.abs(values.sum(axis=1) - 1) > sum_tol):
             return "preds"
+        if sum_tol is None and values.max() > 1 + 1e-3:
+            return "probability of .*, above 1"
     return None
 
 

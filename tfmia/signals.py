@@ -98,7 +98,7 @@ def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> 
         Probability rows must sum to 1 within this tolerance.  ``None`` skips
         the check, for defended outputs that need not sum to 1 (top-k
         truncation, rounding).  Negative entries and NaN/Inf are rejected
-        either way.
+        either way, and with ``None`` entries above 1 + 1e-3 too.
     device : {"cpu", "cuda", "auto"}
         Where to run; both give the same numbers up to summation order.
 
@@ -113,7 +113,8 @@ def compute(preds, labels, from_logits=False, *, sum_tol=1e-3, device="cpu") -> 
     ValueError
         Naming the offending argument: wrong shape or dtype, fewer than 2
         classes, labels out of range or of the wrong length, NaN/Inf, negative
-        probabilities or rows that do not sum to 1.
+        probabilities or rows that do not sum to 1, or values so large that a
+        signal overflows the dtype (logits spread wider than its range).
     """
     preds = as_float_array(preds, "preds", ndim=2)
     if preds.shape[1] < 2:
