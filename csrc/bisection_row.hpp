@@ -72,31 +72,23 @@ TFMIA_HD T midpoint(T a, T b) {
 }
 
 // ||a - b||_2 in units of the largest |a_j - b_j| (a power of two, exact
-// scaling), so that neither a difference nor a square overflows or underflows.
+// scaling), so that no square overflows or underflows; +inf where a
+// difference itself overflows (then so does the distance).
 template <class T>
 TFMIA_HD double scaled_distance(const T* a, const T* b, std::int64_t n) {
-    // h = 1/2 where some a_j - b_j overflows (e.g. 1e308 - -1e308): halved coordinates cannot.
     double largest = 0.0;
     for (std::int64_t j = 0; j < n; ++j) {
         const double d = fabs(static_cast<double>(a[j]) - static_cast<double>(b[j]));
         largest = d > largest ? d : largest;
     }
-    const double h = largest <= kMaxDouble ? 1.0 : 0.5;
-    if (h != 1.0) {
-        largest = 0.0;
-        for (std::int64_t j = 0; j < n; ++j) {
-            const double d = fabs(static_cast<double>(a[j]) * h - static_cast<double>(b[j]) * h);
-            largest = d > largest ? d : largest;
-        }
-    }
-    if (largest == 0.0) return 0.0;
+    if (largest == 0.0 || !(largest <= kMaxDouble)) return largest;
     const int e = ilogb(largest);
     double sq = 0.0;
     for (std::int64_t j = 0; j < n; ++j) {
-        const double y = ldexp(static_cast<double>(a[j]) * h - static_cast<double>(b[j]) * h, -e);
+        const double y = ldexp(static_cast<double>(a[j]) - static_cast<double>(b[j]), -e);
         sq += y * y;
     }
-    return ldexp(sqrt(sq), e) / h;
+    return ldexp(sqrt(sq), e);
 }
 
 // ||a - b||_2 from sq, the plain sum of (a_j - b_j)^2 in double: sqrt(sq)

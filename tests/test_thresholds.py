@@ -1,5 +1,10 @@
 """tfmia.thresholds against Song & Mittal's `_thre_setting`, bit for bit."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,6 +21,8 @@ from tfmia.thresholds import (
     fit_class_thresholds,
 )
 from reference_code import thre_setting, thre_setting_sorted
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def same_float(a, b):
@@ -130,6 +137,53 @@ def test_fallback_for_class_without_members_or_non_members():
     np.testing.assert_array_equal(fit.thresholds, per_class_reference(vin, lin, vout, lout, 5))
     assert np.all(fit.thresholds[fit.fallback] == glob)
     np.testing.assert_array_equal(class_thresholds(vin, lin, vout, lout, 5), fit.thresholds)
+
+
+@pytest.mark.parametrize("num_classes", [4002, 2**20])
+def test_labels_spread_over_a_huge_class_range(num_classes):
+    # Few records with labels far apart: the core renumbers the classes the labels
+    # hold (its per-class memory follows the data); every other class falls back.
+    rng = np.random.default_rng(13)
+    present = np.array([0, 3, 4000, num_classes - 1])
+    vin, vout = np.round(rng.normal(1, 1, 60), 1), np.round(rng.normal(0, 1, 50), 1)
+    lin, lout = rng.choice(present, 60), rng.choice(present[1:], 50)  # class 0: members only
+    fit = fit_class_thresholds(vin, lin, vout, lout, num_classes)
+    assert fit.thresholds.shape == fit.fallback.shape == (num_classes,)
+    expected = {c: thre_setting(vin[lin == c], vout[lout == c]) for c in present[1:]}
+    got = {c: fit.thresholds[c] for c in present[1:]}
+    assert got == expected
+    assert np.flatnonzero(~fit.fallback).tolist() == present[1:].tolist()
+    assert np.all(fit.thresholds[fit.fallback] == thre_setting(vin, vout))
+    assert np.isnan(fit.balanced_accuracy[fit.fallback]).all()
+
+
+@pytest.mark.parametrize("num_classes", [2**24 + 1, 2**31, 2**62])
+def test_class_counts_beyond_the_table_limit_are_refused(num_classes):
+    with pytest.raises(ValueError, match=r"num_classes.*2\*\*24"):
+        fit_class_thresholds([0.0], [0], [1.0], [0], num_classes)
+    one = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"num_classes must be in \[1, 2\*\*24"):
+        _core.fit_thresholds(np.zeros(1), one, np.ones(1), one, num_classes, False, False)
+
+
+def test_declared_classes_cost_only_the_outputs():
+    # 4 records declaring 2**21 classes: the outputs take 17 bytes a class (two
+    # float64 arrays and a bool array); per-class working memory must not add
+    # to that (it took about 145 bytes a class, 300 MB here).  Peak memory is
+    # measured in a fresh interpreter.
+    script = """
+import resource, numpy as np
+from tfmia.thresholds import fit_class_thresholds
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fit = fit_class_thresholds([0.0, 1.0], [0, 2**21 - 1], [1.0, 2.0], [0, 2**21 - 1], 2**21)
+assert fit.fallback.sum() == 2**21 - 2
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    grown = int(done.stdout.split()[-1])
+    assert grown < 2**21 * 40, f"peak memory grew by {grown / 2**20:.0f} MiB"
 
 
 def balanced_accuracy(tr, te, t):
