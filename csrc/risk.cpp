@@ -322,7 +322,7 @@ py::tuple risk_histograms(const py::array& values_in, const py::array& labels_in
     const Edges e{table_ptr(edges, "edges", {C, bins + 1}, true, false),
                   pooled_edges.is_none()
                       ? nullptr
-                      : table_ptr(pooled_edges.cast<py::array>(), "pooled_edges", {bins + 1}, true, false),
+                      : table_ptr(as_array(pooled_edges, "pooled_edges"), "pooled_edges", {bins + 1}, true, false),
                   C, bins};
     require_same_float_type(values_out, "values_out", values_in, "values_in");
     auto run = [&](auto tag) {

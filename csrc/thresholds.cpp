@@ -277,7 +277,7 @@ Fit fit(const Sides<T>& s, bool want_global, bool use_cuda) {
 
 const std::int64_t* optional_labels(const py::object& labels, const char* name, py::ssize_t n, const char* values_name) {
     if (labels.is_none()) return nullptr;
-    const py::array arr = labels.cast<py::array>();
+    const py::array arr = as_array(labels, name);
     const std::int64_t* ptr = labels_ptr(arr, name);
     require_length(arr, name, n, values_name);
     return ptr;

@@ -24,9 +24,18 @@ __all__ = [
     "check_same_length",
     "check_positive_int",
     "check_num_classes",
+    "check_flag",
     "check_positive_number",
     "check_fraction",
 ]
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, raising ValueError naming ``name`` for what numpy cannot make an array of."""
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists and other non-arrays
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
 
 
 def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, allow_empty: bool = False) -> np.ndarray:
@@ -35,10 +44,7 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, a
     float32 and float64 arrays keep their dtype; integer and boolean arrays
     become float64; anything else (complex, object, strings) is rejected.
     """
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and other non-arrays
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    arr = _as_array(x, name)
     if arr.dtype in (np.float32, np.float64):
         pass
     elif arr.dtype == np.float16 or np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
@@ -73,12 +79,14 @@ def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = N
     often carry labels as float32).  Checks the length against ``n`` and the
     range against ``num_classes`` when given.
     """
-    arr = np.asarray(y)
+    arr = _as_array(y, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D class indices, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty")
     if np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} must be < num_classes, found {int(arr.max())}")
         arr = arr.astype(np.int64, copy=False)
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
@@ -101,7 +109,7 @@ def as_membership(is_member, name: str = "is_member", *, n: int | None = None) -
     Accepts booleans or the integers 0/1; anything else is rejected rather
     than thresholded.
     """
-    arr = np.asarray(is_member)
+    arr = _as_array(is_member, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
@@ -152,6 +160,13 @@ def check_num_classes(value, name: str = "num_classes", *, per_class: int = 1) -
         table = f" with {per_class} entries per class makes {num_classes * per_class} entries," if per_class > 1 else ""
         raise ValueError(f"{name}={num_classes}{table} more than the per-class table limit 2**24 = {MAX_TABLE_ENTRIES}")
     return num_classes
+
+
+def check_flag(value, name: str) -> bool:
+    """Return ``value`` as a bool, raising unless it is ``True`` or ``False`` (numpy's too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels, check_fraction, check_num_classes, check_positive_int
+from ._validate import as_float_array, as_labels, check_flag, check_fraction, check_num_classes, check_positive_int
 
 __all__ = ["ClassHistograms", "MAX_BINS"]
 
@@ -134,7 +134,7 @@ class ClassHistograms:
         if bins > MAX_BINS:
             raise ValueError(f"bins must be <= 2**16 = {MAX_BINS}, got {bins}")
         num_classes = check_num_classes(num_classes, per_class=bins + 1)
-        log_bins = bool(log_bins)
+        log_bins = check_flag(log_bins, "log_bins")
         vin = as_float_array(values_in, "values_in", ndim=1)
         vout = as_float_array(values_out, "values_out", ndim=1)
         dtype = np.result_type(vin, vout)

@@ -124,7 +124,15 @@ def low_fpr_index(fps, targets, *, stacklevel: int = 2):
     are flagged (their TPR must be reported as NaN) and a
     :class:`LowFPRWarning` says so.
     """
-    targets = np.asarray(targets, dtype=np.float64)
+    fps = _counts(fps, "fps")
+    if fps.ndim != 1 or fps.size == 0 or fps[-1] < 1 or np.any(fps < 0) or np.any(np.diff(fps) < 0):
+        raise ValueError("fps must be the non-decreasing non-member counts of roc_counts, ending above 0")
+    try:
+        targets = np.asarray(targets, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"targets must be numbers in [0, 1], got {targets!r}") from None
+    if targets.ndim > 1 or not np.all((targets >= 0) & (targets <= 1)):
+        raise ValueError(f"targets must be in [0, 1] (a number or a 1-D sequence), got {targets!r}")
     n_out = fps[-1]
     index = np.searchsorted(fps / n_out, targets, side="right") - 1
     too_low = targets < 1.0 / n_out
@@ -140,7 +148,10 @@ def low_fpr_index(fps, targets, *, stacklevel: int = 2):
 
 
 def _counts(values, name: str) -> np.ndarray:
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold integers, got {values!r}") from None
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):

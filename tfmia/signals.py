@@ -49,12 +49,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels
+from ._validate import as_float_array, as_labels, check_finite
 
 __all__ = ["SIGNAL_NAMES", "MEMBER_SIGN", "compute", "member_scores"]
 
@@ -137,8 +138,11 @@ def member_scores(signals: dict[str, np.ndarray], name: str) -> np.ndarray:
     Returns ``MEMBER_SIGN[name] * signals[name]`` as float64 (``correct``
     becomes 1.0 / 0.0).
     """
-    if name not in MEMBER_SIGN:
+    if not isinstance(name, str) or name not in MEMBER_SIGN:
         raise ValueError(f"name must be one of {SIGNAL_NAMES}, got {name!r}")
+    if not isinstance(signals, Mapping):
+        raise ValueError(f"signals must be a dict of signal arrays (from compute), got {type(signals).__name__}")
     if name not in signals:
         raise ValueError(f"signals has no {name!r} entry (keys: {sorted(signals)})")
-    return MEMBER_SIGN[name] * np.asarray(signals[name], dtype=np.float64)
+    values = check_finite(as_float_array(signals[name], f"signals[{name!r}]", ndim=1), f"signals[{name!r}]")
+    return MEMBER_SIGN[name] * values.astype(np.float64)
