@@ -40,6 +40,8 @@ using gradstats::Moments;
 constexpr py::ssize_t kStateColumns = 10;  // e, mean, mean_lo, M2, M3, M4, l1, l2sq, min_abs, max_abs
 constexpr std::int64_t kSegment = 16384;  // elements per segment, at least
 constexpr std::int64_t kMaxSegments = 64;
+// Element counts are carried as doubles: exact up to 2^53.
+constexpr std::int64_t kMaxCount = std::int64_t(1) << 53;
 
 // Segments per row for p elements: enough to keep every thread busy when there
 // are few rows, never so many that the partial summaries add up.
@@ -131,7 +133,7 @@ void check_state(const py::array& state, std::int64_t count) {
     require_c_contiguous(state, "state");
     require(state.shape(1) == kStateColumns, "state must have " + std::to_string(kStateColumns) + " columns");
     require(state.shape(0) >= 1, "state must have at least one row");
-    require(count >= 0, "count must be >= 0");
+    require(count >= 0 && count <= kMaxCount, "count must be in [0, 2**53], got " + std::to_string(count));
     if (count == 0) return;  // the rows are not read
     const double* s = static_cast<const double*>(state.data());
     for (py::ssize_t row = 0; row < state.shape(0); ++row)
@@ -148,6 +150,7 @@ void update_entry(const py::array& state, std::int64_t count, const py::array& c
     require_nonempty(chunk, "chunk");
     require(chunk.shape(0) == state.shape(0), "chunk has " + std::to_string(chunk.shape(0)) +
                                                   " rows, expected n=" + std::to_string(state.shape(0)));
+    require(chunk.shape(1) <= kMaxCount - count, "count + the chunk's columns must be <= 2**53");
     if (type == FloatType::f32)
         update<float>(state, count, chunk, use_cuda);
     else

@@ -142,8 +142,9 @@ std::int64_t signals_rows(const SignalsArgs<T>& a, std::int64_t begin, std::int6
 // first pass also finds max |x|, which sets the block's scale 2^e: within
 // 2^+-kPlainRange its sums are taken unscaled and rescaled (exact), beyond
 // it the first pass is redone on x 2^-e (rare: huge or tiny gradients).  The
-// last vector of a block is padded: 0 in the first pass (adds nothing, its
-// |x| is masked out of the minimum), the provisional mean in the second (d = 0).
+// last vector of a block is padded with 0: it adds nothing to the first
+// pass's sums (its |x| is masked out of the minimum), and its deviations are
+// masked to 0 in the second.
 
 constexpr std::int64_t kBlock = 2048;
 
