@@ -608,6 +608,7 @@ FOUND = [
     (clopper_pearson, lambda: dict(k=[[1], [1, 2]], n=5), "k must hold integers"),
     (low_fpr_index, lambda: dict(fps=[], targets=0.1), "fps must be"),
     (low_fpr_index, lambda: dict(fps=[1, 2], targets=[[0.1], [0.2, 0.3]]), "targets must be"),
+    (tpr_at_fpr, lambda: dict(roc_baseline(np.random.default_rng(3)), fpr=[0.1 + 0.5j]), "fpr must be a number"),
     (member_scores, lambda: dict(signals=None, name="loss"), "signals must be a dict"),
     (member_scores, lambda: dict(signals={"loss": [np.nan]}, name="loss"), r"signals\['loss'\] must be finite"),
     (member_scores, lambda: dict(signals={"loss": [1.0]}, name=["loss"]), "name must be one of"),
@@ -650,7 +651,8 @@ def test_every_core_function_is_a_target():
 def address_space_limit(extra_bytes: int):
     """Limit the address space to what the process holds plus extra_bytes: an
     absurd allocation then raises MemoryError instead of waking the OOM killer."""
-    held = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+    with open("/proc/self/status") as status:
+        held = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = held + extra_bytes
     if hard != resource.RLIM_INFINITY:

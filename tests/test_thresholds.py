@@ -175,7 +175,8 @@ def test_declared_classes_cost_only_the_outputs():
 import resource
 from tfmia.thresholds import fit_class_thresholds
 C = 2**22
-held = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+with open("/proc/self/status") as status:
+    held = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (held + 40 * C, resource.RLIM_INFINITY))
 fit = fit_class_thresholds([0.0, 1.0], [0, C - 1], [1.0, 2.0], [0, C - 1], C)
 assert fit.fallback.sum() == C - 2 and fit.thresholds[C - 1] == 1.0

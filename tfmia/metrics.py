@@ -102,12 +102,7 @@ def tpr_at_fpr(scores, is_member, fpr, *, device: str = "cpu"):
     :class:`LowFPRWarning`: the data cannot tell a TPR at that FPR.
     """
     scalar = isinstance(fpr, numbers.Real)
-    try:
-        targets = np.asarray(fpr, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"fpr must be a number or a sequence of numbers in [0, 1], got {fpr!r}") from None
-    if targets.ndim > 1 or not np.all((targets >= 0) & (targets <= 1)):
-        raise ValueError(f"fpr must be in [0, 1] (a number or a 1-D sequence), got {fpr!r}")
+    targets = _rates(fpr, "fpr")
     fps, tps, _ = roc_counts(scores, is_member, device=device)
     last, too_low = low_fpr_index(fps, targets, stacklevel=3)
     result = np.where(too_low, np.nan, tps[last] / tps[-1])
@@ -127,12 +122,7 @@ def low_fpr_index(fps, targets, *, stacklevel: int = 2):
     fps = _counts(fps, "fps")
     if fps.ndim != 1 or fps.size == 0 or fps[-1] < 1 or np.any(fps < 0) or np.any(np.diff(fps) < 0):
         raise ValueError("fps must be the non-decreasing non-member counts of roc_counts, ending above 0")
-    try:
-        targets = np.asarray(targets, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"targets must be numbers in [0, 1], got {targets!r}") from None
-    if targets.ndim > 1 or not np.all((targets >= 0) & (targets <= 1)):
-        raise ValueError(f"targets must be in [0, 1] (a number or a 1-D sequence), got {targets!r}")
+    targets = _rates(targets, "targets")
     n_out = fps[-1]
     index = np.searchsorted(fps / n_out, targets, side="right") - 1
     too_low = targets < 1.0 / n_out
@@ -145,6 +135,17 @@ def low_fpr_index(fps, targets, *, stacklevel: int = 2):
             stacklevel=stacklevel + 1,
         )
     return index, too_low
+
+
+def _rates(values, name: str) -> np.ndarray:
+    """A number or 1-D sequence of real numbers in [0, 1] as float64 (complex, bool, strings refused)."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "iuf" or arr.ndim > 1 or not np.all((arr >= 0) & (arr <= 1)):
+        raise ValueError(f"{name} must be a number or a 1-D sequence of numbers in [0, 1], got {values!r}")
+    return arr.astype(np.float64)
 
 
 def _counts(values, name: str) -> np.ndarray:
