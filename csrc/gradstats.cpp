@@ -116,15 +116,25 @@ void update(py::array state, std::int64_t count, const py::array& chunk, bool us
 }
 
 // Whether a state row summarising count >= 1 values can be one update() wrote:
-// an integral exponent in range, finite fields, non-negative even moments and
-// norms, 0 <= min |g| <= max |g|.
-bool valid_state_row(const double* s) {
-    const double e = s[0];
-    if (!(e == std::floor(e) && e >= gradstats::kZeroExponent && e <= gradstats::kMaxExponent)) return false;
-    for (py::ssize_t k = 1; k < kStateColumns; ++k)
+// finite fields, 0 <= min |g| <= max |g| = M, the exponent e that M sets
+// (merging keeps the larger, which is that of the larger maximum), and the
+// sums within their bounds for count values of magnitude at most M (B = M 2^-e
+// in the row's units, below 2): |mean| <= B, l1 <= count B, l2sq <= count B^2,
+// |M_k| <= count (2 B)^k (with slack for rounding).  Finalising such a row
+// gives finite statistics but for l1 and l2 beyond the float64 range.
+bool valid_state_row(const double* s, std::int64_t count) {
+    for (py::ssize_t k = 0; k < kStateColumns; ++k)
         if (!std::isfinite(s[k])) return false;
-    const Moments m = state_row(s, 1);
-    return m.m2 >= 0.0 && m.m4 >= 0.0 && m.l1 >= 0.0 && m.l2sq >= 0.0 && m.min_abs >= 0.0 && m.min_abs <= m.max_abs;
+    const Moments m = state_row(s, count);
+    if (!(m.min_abs >= 0.0 && m.min_abs <= m.max_abs && m.exponent == gradstats::scale_exponent(m.max_abs)))
+        return false;
+    if (m.max_abs == 0.0) return m.mean == 0.0 && m.mean_lo == 0.0 && m.l1 == 0.0 && m.l2sq == 0.0 && m.m2 == 0.0 &&
+                                 m.m3 == 0.0 && m.m4 == 0.0;
+    const double n = m.n, bound = std::ldexp(m.max_abs, -static_cast<int>(m.exponent)) * (1.0 + 1e-6);
+    const double spread2 = 4.0 * bound * bound;
+    return std::fabs(m.mean + m.mean_lo) <= bound && m.l1 >= 0.0 && m.l1 <= n * bound && m.l2sq >= 0.0 &&
+           m.l2sq <= n * bound * bound && m.m2 >= 0.0 && m.m2 <= n * spread2 &&
+           std::fabs(m.m3) <= n * spread2 * 2.0 * bound && m.m4 >= 0.0 && m.m4 <= n * spread2 * spread2;
 }
 
 void check_state(const py::array& state, std::int64_t count) {
@@ -137,7 +147,7 @@ void check_state(const py::array& state, std::int64_t count) {
     if (count == 0) return;  // the rows are not read
     const double* s = static_cast<const double*>(state.data());
     for (py::ssize_t row = 0; row < state.shape(0); ++row)
-        if (!valid_state_row(s + row * kStateColumns))
+        if (!valid_state_row(s + row * kStateColumns, count))
             fail("state row " + std::to_string(row) + " is not a gradient-statistics state");
 }
 

@@ -624,6 +624,7 @@ FOUND = [
     (_core.gradstats_update, lambda: dict(state=_state(exponent=1e300), count=2, chunk=np.ones((1, 2))),
      "state row 0 is not a gradient-statistics state"),
     (_core.gradstats_finalize, lambda: dict(state=_state(exponent=np.nan), count=2), "state row 0 is not"),
+    (_core.gradstats_finalize, lambda: dict(state=_state(exponent=1023.0), count=2), "state row 0 is not"),
 ]
 
 
