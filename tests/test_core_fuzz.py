@@ -389,8 +389,13 @@ def bisection_call(x0, lo, hi, orig_class, mid_probs, theta, max_steps, device="
 def check_bisection(kwargs, state):
     n = np.shape(kwargs["x0"])[0]
     assert state.distance.shape == state.steps.shape == (n,)
-    finite(state.distance[state.converged], state.midpoints())
+    finite(state.midpoints())
     assert np.isnan(state.distance[~state.converged]).all()
+    # inf (with a RuntimeWarning) only where the distance exceeds float64: 2 ||mid/2 - x0/2|| > max.
+    half = (state._mid / 2 - state._x0 / 2)[state.converged]
+    scale = np.abs(half).max(axis=1, initial=0.0)
+    half_norm = scale * np.sqrt(((half / np.where(scale > 0, scale, 1.0)[:, None]) ** 2).sum(axis=1))
+    assert np.array_equal(np.isinf(state.distance[state.converged]), half_norm > np.finfo(np.float64).max / 2)
 
 
 def core_bisection_baseline(rng):
