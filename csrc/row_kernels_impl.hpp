@@ -205,14 +205,18 @@ TFMIA_HD bool block_moments(const T* x, std::int64_t len, gradstats::Moments& ou
     const double n = static_cast<double>(len);
     const double shift = sum_y / n;
     vdouble sd{}, s2{}, s3{}, s4{};
-    for (std::int64_t j = 0; j < len; j += kWidth) {
-        const vdouble d = load_padded(x, j, len, 0.0) * scale - shift;
-        const vdouble in_block = simd::iota(j) < len ? d : 0.0;
-        const vdouble d2 = in_block * in_block;
-        sd += in_block;
+    auto add = [&](const vdouble& d) {
+        const vdouble d2 = d * d;
+        sd += d;
         s2 += d2;
-        s3 += d2 * in_block;
+        s3 += d2 * d;
         s4 += d2 * d2;
+    };
+    const std::int64_t whole = len - len % kWidth;
+    for (std::int64_t j = 0; j < whole; j += kWidth) add(simd::load(x + j) * scale - shift);
+    if (whole < len) {
+        const vdouble d = load_padded(x, whole, len, 0.0) * scale - shift;
+        add(simd::iota(whole) < len ? d : 0.0);
     }
     out = gradstats::centred_moments(n, e, shift, simd::sum(sd), simd::sum(s2), simd::sum(s3), simd::sum(s4), l1_y,
                                      l2sq_y, lo, hi);
