@@ -279,10 +279,14 @@ py::tuple histograms(const Side<T>& in, const Side<T>& out, const Edges& edges, 
     return py::make_tuple(h_in_arr, h_out_arr, fallback_arr);
 }
 
+// Histogram entries are fractions of a side's values: at most 1, up to the
+// rounding of a sum of 1 / n over at most 2^53 values.
+constexpr double kMaxFraction = 1.0 + 1e-6;
+
 // A float64, C-contiguous table of the given shape with finite entries,
-// non-decreasing along rows when `monotone`, non-negative when `nonnegative`.
+// non-decreasing along rows when `monotone`, in [0, 1] when `fractions`.
 const double* table_ptr(const py::array& a, const char* name, std::vector<py::ssize_t> shape, bool monotone,
-                        bool nonnegative) {
+                        bool fractions) {
     if (!py::isinstance<py::array_t<double>>(a))
         fail(std::string(name) + " must be a float64 array, got dtype " + std::string(py::str(a.dtype())));
     require_c_contiguous(a, name);
@@ -293,7 +297,8 @@ const double* table_ptr(const py::array& a, const char* name, std::vector<py::ss
     const py::ssize_t width = shape.back();
     for (py::ssize_t i = 0; i < a.size(); ++i) {
         if (!std::isfinite(p[i])) fail(std::string(name) + " must be finite");
-        if (nonnegative && p[i] < 0) fail(std::string(name) + " must be non-negative");
+        if (fractions && p[i] < 0) fail(std::string(name) + " must be non-negative");
+        if (fractions && p[i] > kMaxFraction) fail(std::string(name) + " must hold histogram fractions (at most 1)");
         if (monotone && i % width > 0 && p[i] < p[i - 1])
             fail(std::string(name) + " must be non-decreasing along each row");
     }
@@ -355,8 +360,11 @@ void scores_cpu(const T* values, const std::int64_t* labels, std::int64_t n, con
 
 py::array_t<double> risk_scores(const py::array& values, const py::array& labels, const py::array& edges,
                                 const py::array& h_in, const py::array& h_out, double member_prior, bool use_cuda) {
-    if (!(member_prior > 0.0 && member_prior < 1.0))
-        fail("member_prior must be in (0, 1), got " + std::to_string(member_prior));
+    // (1 - prior) / prior must be a finite positive double: prior not below about 5.6e-309.
+    const double odds = (1.0 - member_prior) / member_prior;
+    if (!(member_prior > 0.0 && member_prior < 1.0 && std::isfinite(odds)))
+        fail("member_prior must be in (0, 1) with (1 - member_prior) / member_prior finite, got " +
+             std::to_string(member_prior));
     const int B = bins_of(edges);
     const std::int64_t C = edges.shape(0);
     const double* e = table_ptr(edges, "edges", {C, B + 1}, true, false);
@@ -366,7 +374,6 @@ py::array_t<double> risk_scores(const py::array& values, const py::array& labels
     const std::int64_t* lab = labels_ptr(labels, "labels");
     require_length(labels, "labels", n, "values");
     const FloatType type = float_type(values, "values");
-    const double odds = (1.0 - member_prior) / member_prior;
 #ifndef TFMIA_HAVE_CUDA
     if (use_cuda) fail("device='cuda' is not available: tfmia was built without CUDA");
 #endif

@@ -633,6 +633,24 @@ FOUND = [
 ]
 
 
+def _risk_scores(h_out=((5e-324, 0.5, 0.0),), member_prior=0.8):
+    """Scores of values in bins 0, 1, 2 of one class whose h_in is (0, 0, 1)."""
+    edges = np.array([[0.0, 1.0, 2.0, 3.0]])
+    return _core.risk_scores(np.array([0.5, 1.5, 2.5]), np.zeros(3, np.int64), edges, np.array([[0.0, 0.0, 1.0]]),
+                             np.array(h_out), member_prior, False)
+
+
+FOUND += [
+    (_risk_scores, lambda: dict(h_out=[[2.0, 0.5, 0.0]]), "h_out must hold histogram fractions"),
+    (_risk_scores, lambda: dict(member_prior=5e-324), r"member_prior must be in \(0, 1\)"),
+]
+
+
+def test_a_bin_whose_weighted_non_members_underflow_scores_zero():
+    # h_out * (1 - prior) / prior = 5e-324 * 0.24 underflows to 0: the ratio was 0 / 0 = NaN.
+    np.testing.assert_array_equal(_risk_scores(), [0.0, 0.0, 1.0])
+
+
 @pytest.mark.parametrize("function, arguments, match", FOUND)
 def test_what_the_fuzzing_found(function, arguments, match):
     with pytest.raises(ValueError, match=match):
