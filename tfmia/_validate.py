@@ -86,7 +86,7 @@ def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = N
         raise ValueError(f"{name} must not be empty")
     if np.issubdtype(arr.dtype, np.integer):
         if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"{name} must be < num_classes, found {int(arr.max())}")
+            raise ValueError(f"{name} holds a class index beyond int64: {int(arr.max())}")
         arr = arr.astype(np.int64, copy=False)
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):

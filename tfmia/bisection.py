@@ -92,7 +92,7 @@ class BisectionState:
         check_finite(arr, name)
         with np.errstate(over="ignore"):
             copy = np.array(arr, dtype=x0.dtype, order="C", copy=True).reshape(x0.shape[0], -1)
-        if not np.isfinite(copy).all():
+        if not (np.isfinite(copy.min()) and np.isfinite(copy.max())):  # finite values that overflowed the cast
             raise ValueError(f"{name} holds values beyond the range of x0's dtype {x0.dtype}")
         return copy
 

@@ -23,8 +23,8 @@ through raw power sums, so values far from zero or chunks of wildly different
 scale lose nothing to cancellation.  The sums are kept in units of a power of
 two near each row's largest |g|, so gradients of any finite magnitude (1e200,
 1e-200) neither overflow nor underflow; only an l1 or l2 beyond the float64
-range itself comes back as inf, with a RuntimeWarning.  For a (near-)constant vector skewness and
-kurtosis are NaN, by scipy's rule (scipy >= 1.12): m2 <= (eps * mean)^2 with
+range itself comes back as inf, with a RuntimeWarning.  For a (near-)constant
+vector skewness and kurtosis are NaN, by scipy's rule (scipy >= 1.12): m2 <= (eps * mean)^2 with
 eps the float64 machine epsilon.  Everything is computed in float64, so for
 float32 gradients the result equals scipy on the gradients cast to float64
 (scipy's own float32 path applies the float32 epsilon).

@@ -141,9 +141,9 @@ def _rates(values, name: str) -> np.ndarray:
     """A number or 1-D sequence of real numbers in [0, 1] as float64 (complex, bool, strings refused)."""
     try:
         arr = np.asarray(values)
-    except (TypeError, ValueError):
-        arr = np.asarray(None)
-    if arr.dtype.kind not in "iuf" or arr.ndim > 1 or not np.all((arr >= 0) & (arr <= 1)):
+    except (TypeError, ValueError):  # ragged sequences
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf" or arr.ndim > 1 or not np.all((arr >= 0) & (arr <= 1)):
         raise ValueError(f"{name} must be a number or a 1-D sequence of numbers in [0, 1], got {values!r}")
     return arr.astype(np.float64)
 
