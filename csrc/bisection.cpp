@@ -66,7 +66,7 @@ void apply(const Records& rec, const Points<T>& pts, std::int64_t i, Decision de
             const double diff = static_cast<double>(mid[j]) - static_cast<double>(x0[j]);
             sq += diff * diff;
         }
-        rec.distance[r] = std::sqrt(sq);
+        rec.distance[r] = bisection::finish_distance(sq, mid, x0, d);
         rec.converged[r] = true;
         rec.active[r] = false;
         return;
@@ -130,10 +130,26 @@ Points<T> points_of(const py::array& x0, const py::array& lo, const py::array& h
     return Points<T>{static_cast<const T*>(x0.data()), writable(lo), writable(hi), writable(mid)};
 }
 
+// The queried records' points must be finite (BisectionState checks them once;
+// the core, called directly, on every step): a NaN would surface as a NaN
+// distance of a converged record.  O(k d), like the step itself.
+template <class T>
+void check_points(const Records& rec, const Points<T>& pts) {
+    const std::pair<const T*, const char*> arrays[] = {{pts.x0, "x0"}, {pts.lo, "lo"}, {pts.hi, "hi"}, {pts.mid, "mid"}};
+    for (std::int64_t i = 0; i < rec.k; ++i) {
+        const std::int64_t r = rec.rows[i];
+        for (const auto& [a, name] : arrays)
+            for (std::int64_t j = 0; j < rec.d; ++j)
+                if (!std::isfinite(a[r * rec.d + j]))
+                    fail(std::string(name) + " must be finite (found NaN or Inf in record " + std::to_string(r) + ")");
+    }
+}
+
 template <class T>
 void run_points(const Records& rec, const py::array& x0, const py::array& lo, const py::array& hi,
                 const py::array& mid, const py::array& probs, FloatType ptype, bool use_cuda) {
     const Points<T> pts = points_of<T>(x0, lo, hi, mid);
+    check_points(rec, pts);
     if (ptype == FloatType::f32)
         run(rec, pts, static_cast<const float*>(probs.data()), use_cuda);
     else
@@ -181,6 +197,9 @@ void update_entry(const py::array& x0, const py::array& lo, const py::array& hi,
         if (r < 0 || r >= rec.n || (i > 0 && r <= rec.rows[i - 1]) || !rec.active[r])
             fail("rows must be the increasing indices of active records (rows[" + std::to_string(i) + "] = " +
                  std::to_string(r) + ")");
+        if (rec.steps[r] < 0 || rec.steps[r] >= max_steps)
+            fail("steps[" + std::to_string(r) + "] = " + std::to_string(rec.steps[r]) +
+                 " must be in [0, max_steps) for an active record");
     }
     if (type == FloatType::f32)
         run_points<float>(rec, x0, lo, hi, mid, mid_probs, ptype, use_cuda);

@@ -43,6 +43,8 @@ struct Points {
     T* mid;
 };
 
+constexpr double kMaxDouble = 1.7976931348623157e308;
+
 // What to do with a record whose midpoint has class probabilities p[0 .. c).
 template <class P>
 TFMIA_HD Decision decide(const P* p, std::int64_t c, std::int64_t orig, double theta) {
@@ -51,7 +53,7 @@ TFMIA_HD Decision decide(const P* p, std::int64_t c, std::int64_t orig, double t
     bool finite = true;
     for (std::int64_t j = 0; j < c; ++j) {
         const double v = static_cast<double>(p[j]);
-        finite = finite && std::fabs(v) <= 1.7976931348623157e308;
+        finite = finite && std::fabs(v) <= kMaxDouble;
         if (j != orig && v > other) other = v;
     }
     if (!finite) return kBadProbs;
@@ -60,10 +62,43 @@ TFMIA_HD Decision decide(const P* p, std::int64_t c, std::int64_t orig, double t
     return gap > 0.0 ? kToLo : kToHi;
 }
 
-// The new midpoint of two points' coordinates, computed in double.
+// The new midpoint of two points' coordinates, computed in double: (a + b) / 2,
+// or a / 2 + b / 2 where a + b overflows (float64 coordinates beyond 2^1023).
 template <class T>
 TFMIA_HD T midpoint(T a, T b) {
-    return static_cast<T>((static_cast<double>(a) + static_cast<double>(b)) * 0.5);
+    const double sum = static_cast<double>(a) + static_cast<double>(b);
+    return static_cast<T>(fabs(sum) <= kMaxDouble ? sum * 0.5
+                                                  : static_cast<double>(a) * 0.5 + static_cast<double>(b) * 0.5);
+}
+
+// ||a - b||_2 in units of the largest |a_j - b_j| (a power of two, exact
+// scaling), so that no square overflows or underflows; +inf where a
+// difference itself overflows (then so does the distance).
+template <class T>
+TFMIA_HD double scaled_distance(const T* a, const T* b, std::int64_t n) {
+    double largest = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+        const double d = fabs(static_cast<double>(a[j]) - static_cast<double>(b[j]));
+        largest = d > largest ? d : largest;
+    }
+    if (largest == 0.0 || !(largest <= kMaxDouble)) return largest;
+    const int e = ilogb(largest);
+    double sq = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+        const double y = ldexp(static_cast<double>(a[j]) - static_cast<double>(b[j]), -e);
+        sq += y * y;
+    }
+    return ldexp(sqrt(sq), e);
+}
+
+// ||a - b||_2 from sq, the plain sum of (a_j - b_j)^2 in double: sqrt(sq)
+// where sq lies safely within the double range, else scaled_distance (sq
+// overflowed, or is so small that squares underflowed).  +inf only when the
+// distance itself exceeds the double range.
+template <class T>
+TFMIA_HD double finish_distance(double sq, const T* a, const T* b, std::int64_t n) {
+    if (sq <= kMaxDouble && sq >= 0x1p-900) return sqrt(sq);
+    return scaled_distance(a, b, n);
 }
 
 }  // namespace tfmia::bisection

@@ -37,6 +37,17 @@ inline FloatType float_type(const py::array& a, const char* name) {
          std::string(py::str(a.dtype())));
 }
 
+// obj as a numpy array, or a ValueError naming `name` where numpy cannot make
+// one (a ragged list, say).
+inline py::array as_array(const py::object& obj, const char* name) {
+    try {
+        return obj.cast<py::array>();
+    } catch (const py::error_already_set&) {
+    } catch (const py::cast_error&) {
+    }
+    fail(std::string(name) + " must be an array, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+}
+
 inline void require_ndim(const py::array& a, const char* name, py::ssize_t ndim) {
     if (a.ndim() != ndim)
         fail(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,46 +55,77 @@ Side<T> side_of(const py::array& values, const py::array& labels, const char* va
     return {static_cast<const T*>(values.data()), lab, n, values_name, labels_name};
 }
 
+// Checks the side's values (finite) and labels (in [0, num_classes)); returns the largest label.
 template <class T>
-std::vector<std::int64_t> class_sizes(const Side<T>& s, std::int64_t num_classes) {
-    return tfmia::class_sizes(s.values, s.labels, s.n, num_classes, s.values_name, s.labels_name);
+std::int64_t check_side(const Side<T>& s, std::int64_t num_classes) {
+    return check_entries(s.values, s.labels, s.n, num_classes, s.values_name, s.labels_name);
 }
 
 // ---- risk_ranges -------------------------------------------------------
 
-// Per class: min and max of the (floored) values of both sides, and the
-// number of values on each side.
+// Per class of the ClassMap: min and max of the (floored) values of both
+// sides, and the number of values on each side.
+template <class T>
+struct Ranges {
+    std::vector<T> lo, hi;
+    std::vector<std::int64_t> count[2];
+};
+
+template <class T>
+Ranges<T> class_ranges(const Side<T>& in, const Side<T>& out, const ClassMap& classes, bool floor) {
+    const std::int64_t C = classes.size();
+    Ranges<T> r;
+    std::vector<T> side_lo[2], side_hi[2];
+    parallel_for_each<char>(2, in.n + out.n >= kParallelMinWork, [&](std::int64_t k, char&) {
+        const Side<T>& s = k == 0 ? in : out;
+        const std::int64_t* labels = classes.labels(k);
+        r.count[k] = class_sizes(labels, s.n, C);
+        side_lo[k].assign(C, std::numeric_limits<T>::infinity());
+        side_hi[k].assign(C, -std::numeric_limits<T>::infinity());
+        for (std::int64_t i = 0; i < s.n; ++i) {
+            const T v = risk::floored(s.values[i], floor);
+            const std::int64_t c = labels[i];
+            side_lo[k][c] = std::min(side_lo[k][c], v);
+            side_hi[k][c] = std::max(side_hi[k][c], v);
+        }
+    });
+    r.lo.resize(C);
+    r.hi.resize(C);
+    for (std::int64_t c = 0; c < C; ++c) {
+        r.lo[c] = std::min(side_lo[0][c], side_lo[1][c]);
+        r.hi[c] = std::max(side_hi[0][c], side_hi[1][c]);
+    }
+    return r;
+}
+
+// The ranges of every class in [0, num_classes): +inf / -inf and no values
+// for the classes no label names.
 template <class T>
 py::tuple ranges(const Side<T>& in, const Side<T>& out, std::int64_t num_classes, bool floor) {
-    std::vector<T> lo(num_classes, std::numeric_limits<T>::infinity());
-    std::vector<T> hi(num_classes, -std::numeric_limits<T>::infinity());
-    std::vector<std::int64_t> count[2];
+    std::optional<ClassMap> classes;
+    Ranges<T> r;
     {
         py::gil_scoped_release release;
-        std::vector<T> side_lo[2], side_hi[2];
-        parallel_for_each<char>(2, in.n + out.n >= kParallelMinWork, [&](std::int64_t k, char&) {
-            const Side<T>& s = k == 0 ? in : out;
-            count[k] = class_sizes(s, num_classes);
-            side_lo[k] = lo;
-            side_hi[k] = hi;
-            for (std::int64_t i = 0; i < s.n; ++i) {
-                const T v = risk::floored(s.values[i], floor);
-                const std::int64_t c = s.labels[i];
-                side_lo[k][c] = std::min(side_lo[k][c], v);
-                side_hi[k][c] = std::max(side_hi[k][c], v);
-            }
-        });
-        for (std::int64_t c = 0; c < num_classes; ++c) {
-            lo[c] = std::min(side_lo[0][c], side_lo[1][c]);
-            hi[c] = std::max(side_hi[0][c], side_hi[1][c]);
-        }
+        const std::int64_t largest_in = check_side(in, num_classes), largest_out = check_side(out, num_classes);
+        classes.emplace(std::vector<ClassMap::SideLabels>{{in.labels, in.n, largest_in}, {out.labels, out.n, largest_out}});
+        r = class_ranges(in, out, *classes, floor);
     }
     py::array_t<T> lo_arr(num_classes), hi_arr(num_classes);
     py::array_t<std::int64_t> n_in(num_classes), n_out(num_classes);
-    std::copy(lo.begin(), lo.end(), lo_arr.mutable_data());
-    std::copy(hi.begin(), hi.end(), hi_arr.mutable_data());
-    std::copy(count[0].begin(), count[0].end(), n_in.mutable_data());
-    std::copy(count[1].begin(), count[1].end(), n_out.mutable_data());
+    T* lo = lo_arr.mutable_data();
+    T* hi = hi_arr.mutable_data();
+    std::int64_t* count[2] = {n_in.mutable_data(), n_out.mutable_data()};
+    std::fill_n(lo, num_classes, std::numeric_limits<T>::infinity());
+    std::fill_n(hi, num_classes, -std::numeric_limits<T>::infinity());
+    std::fill_n(count[0], num_classes, 0);
+    std::fill_n(count[1], num_classes, 0);
+    for (std::int64_t k = 0; k < classes->size(); ++k) {
+        const std::int64_t c = classes->external(k);
+        lo[c] = r.lo[k];
+        hi[c] = r.hi[k];
+        count[0][c] = r.count[0][k];
+        count[1][c] = r.count[1][k];
+    }
     return py::make_tuple(lo_arr, hi_arr, n_in, n_out);
 }
 
@@ -143,7 +175,8 @@ inline void count_value(std::vector<std::int64_t>& row, std::int64_t block, doub
 // is a pooled row, to that one (block = its position / kBlock).
 template <class T>
 Counted count_cpu(const Side<T>& s, const Edges& edges, bool floor) {
-    Counted out{std::vector<std::vector<std::int64_t>>(edges.num_classes + 1), class_sizes(s, edges.num_classes)};
+    Counted out{std::vector<std::vector<std::int64_t>>(edges.num_classes + 1),
+                class_sizes(s.labels, s.n, edges.num_classes)};
     std::vector<std::int64_t> position(edges.num_classes, 0);
     for (std::int64_t i = 0; i < s.n; ++i) {
         const std::int64_t c = s.labels[i];
@@ -160,7 +193,7 @@ Counted count_cpu(const Side<T>& s, const Edges& edges, bool floor) {
 template <class T>
 Counted count_cuda(const Side<T>& s, const Edges& edges, bool floor) {
     const std::int64_t C = edges.num_classes;
-    Counted out{std::vector<std::vector<std::int64_t>>(C + 1), class_sizes(s, C)};
+    Counted out{std::vector<std::vector<std::int64_t>>(C + 1), class_sizes(s.labels, s.n, C)};
     const std::int64_t slots = risk::slots_per_block(edges.bins);
     auto blocks = [](std::int64_t n) { return (n + risk::kBlock - 1) / risk::kBlock; };
     std::vector<std::int64_t> class_start(C + 1, 0), block_offset(C + 2, 0);
@@ -230,6 +263,8 @@ py::tuple histograms(const Side<T>& in, const Side<T>& out, const Edges& edges, 
         std::fill(h[1], h[1] + C * B, 0.0);
         std::vector<double> pooled[2] = {std::vector<double>(B), std::vector<double>(B)};
         std::vector<std::int64_t> size[2];
+        check_side(in, C);
+        check_side(out, C);
         const bool parallel = !use_cuda && in.n + out.n >= kParallelMinWork;
         parallel_for_each<char>(2, parallel, [&](std::int64_t k, char&) {
             size[k] = side_histograms(k == 0 ? in : out, edges, floor, use_cuda, h[k], pooled[k].data());
@@ -244,10 +279,14 @@ py::tuple histograms(const Side<T>& in, const Side<T>& out, const Edges& edges, 
     return py::make_tuple(h_in_arr, h_out_arr, fallback_arr);
 }
 
+// Histogram entries are fractions of a side's values: at most 1, up to the
+// rounding of a sum of 1 / n over at most 2^53 values.
+constexpr double kMaxFraction = 1.0 + 1e-6;
+
 // A float64, C-contiguous table of the given shape with finite entries,
-// non-decreasing along rows when `monotone`, non-negative when `nonnegative`.
+// non-decreasing along rows when `monotone`, in [0, 1] when `fractions`.
 const double* table_ptr(const py::array& a, const char* name, std::vector<py::ssize_t> shape, bool monotone,
-                        bool nonnegative) {
+                        bool fractions) {
     if (!py::isinstance<py::array_t<double>>(a))
         fail(std::string(name) + " must be a float64 array, got dtype " + std::string(py::str(a.dtype())));
     require_c_contiguous(a, name);
@@ -258,15 +297,25 @@ const double* table_ptr(const py::array& a, const char* name, std::vector<py::ss
     const py::ssize_t width = shape.back();
     for (py::ssize_t i = 0; i < a.size(); ++i) {
         if (!std::isfinite(p[i])) fail(std::string(name) + " must be finite");
-        if (nonnegative && p[i] < 0) fail(std::string(name) + " must be non-negative");
+        if (fractions && p[i] < 0) fail(std::string(name) + " must be non-negative");
+        if (fractions && p[i] > kMaxFraction) fail(std::string(name) + " must hold histogram fractions (at most 1)");
         if (monotone && i % width > 0 && p[i] < p[i - 1])
             fail(std::string(name) + " must be non-decreasing along each row");
     }
     return p;
 }
 
+// The bins of an edge table (C, bins + 1), at most kMaxBins: the count tables
+// hold bins + 2 counters per block of risk::kBlock values, so that bound keeps
+// them no larger than the values and edges they count.
+constexpr std::int64_t kMaxBins = risk::kBlock;
+
 int bins_of(const py::array& edges) {
     if (edges.ndim() != 2 || edges.shape(1) < 2) fail("edges must be 2-D with at least 2 columns (bins >= 1)");
+    if (edges.shape(1) - 1 > kMaxBins)
+        fail("edges has " + std::to_string(edges.shape(1) - 1) + " bins (columns - 1), more than " +
+             std::to_string(kMaxBins));
+    require_num_classes(edges.shape(0), "edges' rows (num_classes)");
     return static_cast<int>(edges.shape(1) - 1);
 }
 
@@ -275,11 +324,10 @@ py::tuple risk_histograms(const py::array& values_in, const py::array& labels_in
                           bool log_bins, bool use_cuda) {
     const int bins = bins_of(edges);
     const std::int64_t C = edges.shape(0);
-    require_num_classes(C);
     const Edges e{table_ptr(edges, "edges", {C, bins + 1}, true, false),
                   pooled_edges.is_none()
                       ? nullptr
-                      : table_ptr(pooled_edges.cast<py::array>(), "pooled_edges", {bins + 1}, true, false),
+                      : table_ptr(as_array(pooled_edges, "pooled_edges"), "pooled_edges", {bins + 1}, true, false),
                   C, bins};
     require_same_float_type(values_out, "values_out", values_in, "values_in");
     auto run = [&](auto tag) {
@@ -312,8 +360,11 @@ void scores_cpu(const T* values, const std::int64_t* labels, std::int64_t n, con
 
 py::array_t<double> risk_scores(const py::array& values, const py::array& labels, const py::array& edges,
                                 const py::array& h_in, const py::array& h_out, double member_prior, bool use_cuda) {
-    if (!(member_prior > 0.0 && member_prior < 1.0))
-        fail("member_prior must be in (0, 1), got " + std::to_string(member_prior));
+    // (1 - prior) / prior must be a finite positive double: prior not below about 5.6e-309.
+    const double odds = (1.0 - member_prior) / member_prior;
+    if (!(member_prior > 0.0 && member_prior < 1.0 && std::isfinite(odds)))
+        fail("member_prior must be in (0, 1) with (1 - member_prior) / member_prior finite, got " +
+             std::to_string(member_prior));
     const int B = bins_of(edges);
     const std::int64_t C = edges.shape(0);
     const double* e = table_ptr(edges, "edges", {C, B + 1}, true, false);
@@ -323,7 +374,6 @@ py::array_t<double> risk_scores(const py::array& values, const py::array& labels
     const std::int64_t* lab = labels_ptr(labels, "labels");
     require_length(labels, "labels", n, "values");
     const FloatType type = float_type(values, "values");
-    const double odds = (1.0 - member_prior) / member_prior;
 #ifndef TFMIA_HAVE_CUDA
     if (use_cuda) fail("device='cuda' is not available: tfmia was built without CUDA");
 #endif

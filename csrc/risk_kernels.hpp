@@ -58,8 +58,11 @@ TFMIA_HOST_DEVICE inline int find_bin(double v, const double* e, int bins) {
 
 // r = h_in / (h_in + h_out * odds) with odds = (1 - prior) / prior; at odds 1
 // (prior 0.5) exactly the reference's h_in / (h_in + h_out), whatever FMA
-// contraction the compiler may do.  Device code rounds each step.
+// contraction the compiler may do.  Device code rounds each step.  r = 0
+// where h_in = 0 (the bin is non-empty: h_out > 0), also when h_out * odds
+// underflows to 0.
 TFMIA_HOST_DEVICE inline double member_ratio(double h_in, double h_out, double odds) {
+    if (h_in == 0.0) return 0.0;
 #ifdef __CUDA_ARCH__
     const double weighted = odds == 1.0 ? h_out : __dmul_rn(h_out, odds);
     return __ddiv_rn(h_in, __dadd_rn(h_in, weighted));

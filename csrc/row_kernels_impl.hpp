@@ -140,8 +140,12 @@ std::int64_t signals_rows(const SignalsArgs<T>& a, std::int64_t begin, std::int6
 //
 // Blocks of kBlock values (in L1) are scanned twice, around the block's own
 // mean, and merged in order with the pairwise formulas of moments.hpp.  The
-// last vector of a block is padded: 0 in the first pass (adds nothing, its
-// |x| is masked out of the minimum), the provisional mean in the second (d = 0).
+// first pass also finds max |x|, which sets the block's scale 2^e: within
+// 2^+-kPlainRange its sums are taken unscaled and rescaled (exact), beyond
+// it the first pass is redone on x 2^-e (rare: huge or tiny gradients).  The
+// last vector of a block is padded with 0: it adds nothing to the first
+// pass's sums (its |x| is masked out of the minimum), and its deviations are
+// masked to 0 in the second.
 
 constexpr std::int64_t kBlock = 2048;
 
@@ -151,6 +155,21 @@ TFMIA_HD vdouble load_padded(const T* x, std::int64_t j, std::int64_t len, doubl
     vdouble v = vdouble{} + pad;
     for (std::int64_t i = 0; j + i < len; ++i) v[i] = static_cast<double>(x[j + i]);
     return v;
+}
+
+// sum, sum |y| and sum y^2 of y = x * scale.
+template <class T>
+TFMIA_HD void scaled_sums(const T* x, std::int64_t len, double scale, double& sum, double& l1, double& l2sq) {
+    vdouble vsum{}, vl1{}, vl2sq{};
+    for (std::int64_t j = 0; j < len; j += kWidth) {
+        const vdouble v = load_padded(x, j, len, 0.0) * scale;
+        vsum += v;
+        vl1 += vm::abs(v);
+        vl2sq += v * v;
+    }
+    sum = simd::sum(vsum);
+    l1 = simd::sum(vl1);
+    l2sq = simd::sum(vl2sq);
 }
 
 template <class T>
@@ -169,24 +188,39 @@ TFMIA_HD bool block_moments(const T* x, std::int64_t len, gradstats::Moments& ou
         min_abs = in_block < min_abs ? in_block : min_abs;
     }
     if (simd::any(~finite)) return false;
-    const double n = static_cast<double>(len);
-    const double shift = simd::sum(sum) / n;
-    vdouble sd{}, s2{}, s3{}, s4{};
-    for (std::int64_t j = 0; j < len; j += kWidth) {
-        const vdouble d = load_padded(x, j, len, shift) - shift;
-        const vdouble d2 = d * d;
-        sd += d;
-        s2 += d2;
-        s3 += d2 * d;
-        s4 += d2 * d2;
-    }
     double lo = min_abs[0], hi = max_abs[0];
     for (int l = 1; l < kWidth; ++l) {
         lo = min_abs[l] < lo ? min_abs[l] : lo;
         hi = max_abs[l] > hi ? max_abs[l] : hi;
     }
-    out = gradstats::centred_moments(n, shift, simd::sum(sd), simd::sum(s2), simd::sum(s3), simd::sum(s4),
-                                     simd::sum(l1), simd::sum(l2sq), lo, hi);
+    const int e = gradstats::scale_exponent(hi);
+    const double scale = e == gradstats::kZeroExponent ? 1.0 : ldexp(1.0, -e);
+    double sum_y, l1_y, l2sq_y;
+    if (e >= -gradstats::kPlainRange && e <= gradstats::kPlainRange) {
+        sum_y = simd::sum(sum) * scale;
+        l1_y = simd::sum(l1) * scale;
+        l2sq_y = simd::sum(l2sq) * scale * scale;
+    } else {
+        scaled_sums(x, len, scale, sum_y, l1_y, l2sq_y);
+    }
+    const double n = static_cast<double>(len);
+    const double shift = sum_y / n;
+    vdouble sd{}, s2{}, s3{}, s4{};
+    auto add = [&](const vdouble& d) {
+        const vdouble d2 = d * d;
+        sd += d;
+        s2 += d2;
+        s3 += d2 * d;
+        s4 += d2 * d2;
+    };
+    const std::int64_t whole = len - len % kWidth;
+    for (std::int64_t j = 0; j < whole; j += kWidth) add(simd::load(x + j) * scale - shift);
+    if (whole < len) {
+        const vdouble d = load_padded(x, whole, len, 0.0) * scale - shift;
+        add(simd::iota(whole) < len ? d : 0.0);
+    }
+    out = gradstats::centred_moments(n, e, shift, simd::sum(sd), simd::sum(s2), simd::sum(s3), simd::sum(s4), l1_y,
+                                     l2sq_y, lo, hi);
     return true;
 }
 

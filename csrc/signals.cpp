@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -99,6 +100,54 @@ std::string describe_bad_row(const SignalsArgs<T>& a, std::int64_t i) {
     return msg.str();
 }
 
+// Checks the outputs, O(n) after the O(n c) kernel.  Without the row-sum
+// check (sum_tol < 0) a probability above 1 + kMaxProbabilityExcess is no
+// probability and is refused; probabilities up to 2 (that bound, or the
+// row-sum check with sum_tol <= 1) keep every signal finite.  Beyond that,
+// and for logits spread wider than the dtype's range, the signals that can
+// overflow are checked: a non-finite one is refused naming preds rather than
+// returned.
+constexpr double kMaxProbabilityExcess = 1e-3;
+
+// The first i with |v[i]| > bound or NaN, or n (one vectorisable pass while all is well).
+template <class T>
+std::int64_t first_beyond(const T* v, std::int64_t n, T bound) {
+    bool any = false;
+    for (std::int64_t i = 0; i < n; ++i) any |= !(std::fabs(v[i]) <= bound);
+    if (!any) return n;
+    std::int64_t i = 0;
+    while (std::fabs(v[i]) <= bound) ++i;
+    return i;
+}
+
+template <class T>
+void check_outputs(const SignalsArgs<T>& a) {
+    const SignalsOutputs<T>& o = a.out;
+    if (!a.from_logits && a.sum_tol < 0.0) {
+        const std::int64_t i = first_beyond(o.max, a.n, static_cast<T>(1.0 + kMaxProbabilityExcess));
+        if (i < a.n) {
+            std::ostringstream msg;
+            msg.precision(17);
+            msg << "preds row " << i << " holds a probability of " << static_cast<double>(o.max[i])
+                << ", above 1 (sum_tol=None skips only the row-sum check); pass from_logits=True if preds are logits";
+            fail(msg.str());
+        }
+        return;
+    }
+    if (!a.from_logits && a.sum_tol <= 1.0) return;
+    // From logits, confidence, max, sd and modified_entropy are bounded whatever the logits.
+    const std::vector<const T*> unbounded =
+        a.from_logits ? std::vector<const T*>{o.loss, o.entropy, o.logit_confidence}
+                      : std::vector<const T*>{o.loss,    o.confidence,       o.max, o.sd,
+                                              o.entropy, o.modified_entropy, o.logit_confidence};
+    std::int64_t first = a.n;
+    for (const T* v : unbounded) first = std::min(first, first_beyond(v, first, std::numeric_limits<T>::max()));
+    if (first < a.n)
+        fail("preds row " + std::to_string(first) + " overflows the signals in " +
+             (std::is_same_v<T, float> ? "float32" : "float64") +
+             (a.from_logits ? " (logits spread wider than the dtype's range)" : " (probabilities far above 1)"));
+}
+
 template <class T>
 py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logits, double sum_tol, bool reference,
              bool use_cuda) {
@@ -129,6 +178,7 @@ py::dict run(const py::array& preds, const std::int64_t* labels, bool from_logit
         }
     }
     if (first_bad >= 0) fail(describe_bad_row(a, first_bad));
+    check_outputs(a);
     py::dict result;
     result["loss"] = loss;
     result["confidence"] = confidence;

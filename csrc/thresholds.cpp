@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "buffer.hpp"
@@ -61,18 +62,17 @@ struct ClassBest {
     explicit ClassBest(std::int64_t num_classes) : accuracy(num_classes, kNaN), winners(num_classes) {}
 };
 
-// One side's keys grouped by class (a stable counting sort after the checks
-// of class_sizes); every class segment is followed by a free slot for the
-// walk's end sentinel.
+// One side's keys grouped by class (a stable counting sort of checked
+// entries); every class segment is followed by a free slot for the walk's end
+// sentinel.
 template <class K>
 struct Grouped {
     std::vector<std::int64_t> size, start;
     Buffer<K> keys;
 
     template <class T>
-    Grouped(const T* values, const std::int64_t* labels, std::int64_t n, std::int64_t num_classes,
-            const char* values_name, const char* labels_name)
-        : size(class_sizes(values, labels, n, num_classes, values_name, labels_name)),
+    Grouped(const T* values, const std::int64_t* labels, std::int64_t n, std::int64_t num_classes)
+        : size(class_sizes(labels, n, num_classes)),
           start(num_classes + 1, 0),
           keys(n + num_classes) {
         for (std::int64_t c = 0; c < num_classes; ++c) start[c + 1] = start[c] + size[c] + 1;
@@ -143,8 +143,8 @@ ClassBest<key_t<T>> best_per_class_cpu(const Sides<T>& s) {
     // team thread is descheduled on a busy machine) does the sorting: one
     // task per (class, side), and whichever finishes a class's second side
     // sweeps it.
-    Grouped<K> in(s.in, s.in_labels, s.n_in, s.num_classes, "values_in", "labels_in");
-    Grouped<K> out(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
+    Grouped<K> in(s.in, s.in_labels, s.n_in, s.num_classes);
+    Grouped<K> out(s.out, s.out_labels, s.n_out, s.num_classes);
     const std::int64_t C = s.num_classes;
     ClassBest<K> best(C);
     std::vector<std::atomic<int>> sorted_sides(C);
@@ -165,8 +165,6 @@ ClassBest<key_t<T>> best_per_class_cpu(const Sides<T>& s) {
 template <class T>
 ClassBest<key_t<T>> best_per_class_cuda(const Sides<T>& s) {
     using K = key_t<T>;
-    class_sizes(s.in, s.in_labels, s.n_in, s.num_classes, "values_in", "labels_in");
-    class_sizes(s.out, s.out_labels, s.n_out, s.num_classes, "values_out", "labels_out");
     std::vector<K> in(s.n_in), out(s.n_out);
     std::transform(s.in, s.in + s.n_in, in.begin(), to_key<T>);
     std::transform(s.out, s.out + s.n_out, out.begin(), to_key<T>);
@@ -248,6 +246,8 @@ void resolve(const Sides<T>& s, const ClassBest<key_t<T>>& best, double* thresho
     first_winners(s.out, s.out_labels, s.n_out, best.winners, open, n_open, threshold);
 }
 
+// The fit of the kernels' classes (checked entries); the global threshold too
+// when want_global or some class falls back.
 template <class T>
 Fit fit(const Sides<T>& s, bool want_global, bool use_cuda) {
     const auto best = best_per_class(s, use_cuda);
@@ -277,19 +277,33 @@ Fit fit(const Sides<T>& s, bool want_global, bool use_cuda) {
 
 const std::int64_t* optional_labels(const py::object& labels, const char* name, py::ssize_t n, const char* values_name) {
     if (labels.is_none()) return nullptr;
-    const py::array arr = labels.cast<py::array>();
+    const py::array arr = as_array(labels, name);
     const std::int64_t* ptr = labels_ptr(arr, name);
     require_length(arr, name, n, values_name);
     return ptr;
 }
 
+// The fit of every class in [0, num_classes), in the kernels' numbering
+// (ClassMap) with the map to the labels.
+struct MappedFit {
+    Fit fit;
+    ClassMap classes;
+};
+
 template <class T>
-Fit fit_arrays(const py::array& values_in, const std::int64_t* labels_in, const py::array& values_out,
-               const std::int64_t* labels_out, std::int64_t num_classes, bool want_global, bool use_cuda) {
+MappedFit fit_arrays(const py::array& values_in, const std::int64_t* labels_in, const py::array& values_out,
+                     const std::int64_t* labels_out, std::int64_t num_classes, bool want_global, bool use_cuda) {
     const Sides<T> s{static_cast<const T*>(values_in.data()), labels_in, values_in.shape(0),
                      static_cast<const T*>(values_out.data()), labels_out, values_out.shape(0), num_classes};
     py::gil_scoped_release release;
-    return fit(s, want_global, use_cuda);
+    const std::int64_t largest_in = check_entries(s.in, s.in_labels, s.n_in, num_classes, "values_in", "labels_in");
+    const std::int64_t largest_out =
+        check_entries(s.out, s.out_labels, s.n_out, num_classes, "values_out", "labels_out");
+    ClassMap classes({{s.in_labels, s.n_in, largest_in}, {s.out_labels, s.n_out, largest_out}});
+    const Sides<T> mapped{s.in, classes.labels(0), s.n_in, s.out, classes.labels(1), s.n_out, classes.size()};
+    // Classes no label names fall back to the global threshold.
+    const bool absent_classes = classes.size() < num_classes;
+    return {fit(mapped, want_global || absent_classes, use_cuda), std::move(classes)};
 }
 
 py::tuple fit_thresholds(const py::array& values_in, const py::object& labels_in, const py::array& values_out,
@@ -305,15 +319,26 @@ py::tuple fit_thresholds(const py::array& values_in, const py::object& labels_in
     const std::int64_t* lin = optional_labels(labels_in, "labels_in", n_in, "values_in");
     const std::int64_t* lout = optional_labels(labels_out, "labels_out", n_out, "values_out");
 
-    const Fit f = float_type(values_in, "values_in") == FloatType::f32
-                      ? fit_arrays<float>(values_in, lin, values_out, lout, num_classes, want_global, use_cuda)
-                      : fit_arrays<double>(values_in, lin, values_out, lout, num_classes, want_global, use_cuda);
+    const MappedFit mf = float_type(values_in, "values_in") == FloatType::f32
+                             ? fit_arrays<float>(values_in, lin, values_out, lout, num_classes, want_global, use_cuda)
+                             : fit_arrays<double>(values_in, lin, values_out, lout, num_classes, want_global, use_cuda);
+    const Fit& f = mf.fit;
 
+    // Classes the labels do not name: the global threshold, accuracy NaN, fallback.
     py::array_t<double> threshold(num_classes), accuracy(num_classes);
     py::array_t<bool> fallback(num_classes);
-    std::copy(f.threshold.begin(), f.threshold.end(), threshold.mutable_data());
-    std::copy(f.accuracy.begin(), f.accuracy.end(), accuracy.mutable_data());
-    std::copy(f.fallback.begin(), f.fallback.end(), fallback.mutable_data());
+    double* thr = threshold.mutable_data();
+    double* acc = accuracy.mutable_data();
+    bool* fb = fallback.mutable_data();
+    std::fill_n(thr, num_classes, f.global_threshold);
+    std::fill_n(acc, num_classes, kNaN);
+    std::fill_n(fb, num_classes, true);
+    for (std::int64_t k = 0; k < mf.classes.size(); ++k) {
+        const std::int64_t c = mf.classes.external(k);
+        thr[c] = f.threshold[k];
+        acc[c] = f.accuracy[k];
+        fb[c] = f.fallback[k];
+    }
     py::object global_threshold = py::none(), global_accuracy = py::none();
     if (f.has_global) {
         global_threshold = py::float_(f.global_threshold);

@@ -232,6 +232,61 @@ def test_orig_class_out_of_range_for_the_model():
     assert state.active.all() and not state.steps.any()
 
 
+def scaled_norm(v):
+    """||v||_2 of float64 rows without overflow or underflow: in units of each row's largest |v_j|."""
+    s = np.abs(v).max(axis=1, keepdims=True)
+    return s[:, 0] * np.sqrt(((v / np.where(s > 0, s, 1.0)) ** 2).sum(axis=1))
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 2.0**-1070])
+def test_distances_and_midpoints_near_the_float64_limits(scale):
+    # Coordinates whose sum, difference or squares leave the float64 range:
+    # (lo + hi) / 2 and ||mid - x0||^2 must not overflow or underflow.
+    rng = np.random.default_rng(31)
+    x0 = -rng.uniform(0.5, 1.0, size=(4, 3)) * scale
+    lo = rng.uniform(0.5, 1.0, size=(4, 3)) * scale
+    hi = rng.uniform(0.5, 1.0, size=(4, 3)) * scale
+    if scale > 1:
+        lo[:, 0], hi[:, 0] = 1.7e308, 1.6e308  # lo + hi overflows: halves are added
+    state = BisectionState(x0, lo, hi, [0] * 4, theta=0.5)
+    with np.errstate(over="ignore"):
+        expected_mid = np.where(np.isfinite(lo + hi), (lo + hi) * 0.5, lo * 0.5 + hi * 0.5)
+    np.testing.assert_array_equal(state.midpoints(), expected_mid)
+    state.update(np.full((4, 2), 0.5))  # gap 0 < theta: every record converges at mid
+    assert state.converged.all()
+    tolerance = 1e-15 if scale > 1e-308 else 1e-2  # subnormals carry few bits
+    np.testing.assert_allclose(state.distance, scaled_norm(expected_mid - x0), rtol=tolerance)
+
+
+def test_distance_beyond_float64_is_inf_with_a_warning():
+    state = BisectionState([[-1.7e308]], [[1.7e308]], [[1.7e308]], [0], theta=0.5)
+    with pytest.warns(RuntimeWarning, match=r"records \[0\] exceeds the float64 range"):
+        state.update([[0.5, 0.5]])
+    assert np.isinf(state.distance[0])
+
+
+@pytest.mark.parametrize("name", ["x0", "lo", "hi"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_points_must_be_finite(name, bad):
+    points = {"x0": np.zeros((2, 3)), "lo": np.zeros((2, 3)), "hi": np.ones((2, 3))}
+    points[name][1, 2] = bad
+    with pytest.raises(ValueError, match=f"{name} must be finite"):
+        BisectionState(points["x0"], points["lo"], points["hi"], [0, 0])
+    with pytest.raises(ValueError, match="hi holds values beyond the range of x0's dtype float32"):
+        BisectionState(np.zeros((1, 1), np.float32), [[0.0]], [[1e300]], [0])
+
+
+def test_core_checks_the_queried_points_and_steps():
+    for name in ("x0", "lo", "hi", "mid"):
+        args = core_args()
+        args[name][1, 0] = np.nan
+        with pytest.raises(ValueError, match=f"{name} must be finite \\(found NaN or Inf in record 1\\)"):
+            _core.bisection_update(**args)
+        assert np.isnan(args["distance"]).all() and not args["steps"].any()
+    with pytest.raises(ValueError, match=r"steps\[1\] = 9223372036854775807 must be in \[0, max_steps\)"):
+        _core.bisection_update(**core_args(steps=np.array([0, 2**63 - 1])))
+
+
 def core_args(**overrides):
     n, d = 2, 3
     args = {

@@ -1,5 +1,6 @@
 """tfmia.gradstats against numpy and scipy.stats on the concatenated vectors."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -160,6 +161,88 @@ def test_count_and_repeated_finalize():
     assert GradientStats.COLUMNS == COLUMNS == ("l1", "l2", "min_abs", "max_abs", "mean", "skewness", "kurtosis")
 
 
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 2.0**1000, 2.0**-1000, 1e304, 1e-310])
+def test_statistics_of_huge_and_tiny_gradients_scale(scale):
+    # l1, l2, min_abs, max_abs and mean of scale * v are scale times those of v;
+    # skewness and kurtosis are scale-invariant.  Raw squares or fourth powers
+    # of these values overflow (1e200) or underflow (1e-200) float64.
+    rng = np.random.default_rng(11)
+    v = rng.standard_t(5, size=(3, 5000)) + rng.normal(size=(3, 1))
+    v /= np.abs(v).max(axis=1, keepdims=True)  # |v| <= 1: scale * v stays finite
+    ref = reference(v)
+    ref[:, :5] *= scale
+    got = accumulate(v * scale, [0, 1, 1000, 5000]).finalize()
+    tiny = scale < 1e-300  # subnormal values keep about log2(|x| / 5e-324) bits
+    rtol = 1e-3 if tiny else 1e-12
+    np.testing.assert_allclose(got[:, [0, 1, 3]], ref[:, [0, 1, 3]], rtol=rtol)
+    assert np.all(np.abs(got[:, 4] - ref[:, 4]) <= rtol * ref[:, 3]), "mean"
+    if not tiny:
+        np.testing.assert_allclose(got[:, 5:], ref[:, 5:], rtol=1e-10)
+
+
+def test_chunks_far_apart_in_scale_merge():
+    # One row 1e-300, 1e300 and exact zeros in separate chunks, another the same
+    # in one chunk: the sums follow the largest values, the small ones still count.
+    rng = np.random.default_rng(12)
+    v = rng.normal(size=(2, 300))
+    g = np.concatenate([v * 1e-300, np.zeros((2, 7)), v * 1e300, v], axis=1)
+    got = accumulate(g, [0, 300, 307, 607, 907]).finalize()
+    whole = accumulate(g, [0, 907]).finalize()
+    np.testing.assert_allclose(got, whole, rtol=1e-12)
+    h = g / 1e300  # the statistics of g in units of 1e300 (the 1e-300 part is 1e-600: zero either way)
+    ref = reference(h)
+    ref[:, :5] *= 1e300
+    ref[:, 2] = np.abs(g).min(axis=1)
+    np.testing.assert_allclose(got[:, [0, 1, 2, 3]], ref[:, [0, 1, 2, 3]], rtol=1e-12)
+    np.testing.assert_allclose(got[:, 5:], ref[:, 5:], rtol=1e-10)
+    tiny_only = accumulate(np.concatenate([np.zeros((2, 5)), v * 1e-300], axis=1), [0, 5, 305]).finalize()
+    ref_tiny = reference(np.concatenate([np.zeros((2, 5)), v], axis=1))
+    ref_tiny[:, :5] *= 1e-300
+    np.testing.assert_allclose(tiny_only, ref_tiny, rtol=1e-10)
+
+
+def test_norms_beyond_float64_come_back_as_inf_with_a_warning():
+    g = np.array([[1e200, -1e200], [1.7e308, 1.7e308]])
+    stats = accumulate(g, [0, 1, 2])
+    with pytest.warns(RuntimeWarning, match=r"rows \[1\] exceeds the float64 range"):
+        got = stats.finalize()
+    np.testing.assert_allclose(got[0], [2e200, np.sqrt(2) * 1e200, 1e200, 1e200, 0.0, 0.0, -2.0], rtol=1e-15)
+    assert np.isinf(got[1, :2]).all()
+    np.testing.assert_array_equal(got[1, 2:5], 1.7e308)
+    assert np.isnan(got[1, 5:]).all()  # constant row
+
+
+def test_threads_sharing_one_accumulator_lose_nothing():
+    # update() releases the GIL in the core; without the lock two threads folded
+    # their chunks into the same count and overwrote each other's rows.
+    rng = np.random.default_rng(13)
+    chunks = [rng.normal(loc=i, size=(4, 20_000)) for i in range(24)]
+    shared = GradientStats(4)
+    barrier = threading.Barrier(4)
+
+    def worker(k):
+        barrier.wait()
+        for chunk in chunks[k::4]:
+            shared.update(chunk)
+            shared.finalize()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert shared.count == 24 * 20_000
+    # The order of the chunks differs from run to run: the same statistics up to rounding.
+    assert_stats_close(shared.finalize(), reference(np.concatenate(chunks, axis=1)), rtol=1e-11, shape_atol=1e-10)
+
+
+def test_n_alone_allocates_nothing():
+    stats = GradientStats(2**62)  # the state would take 2**62 * 80 bytes
+    assert stats.n == 2**62 and stats.count == 0
+    with pytest.raises(ValueError, match=r"chunk must have shape \(n, ...\) with n=4611686018427387904"):
+        stats.update(np.ones((2, 3)))
+
+
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "avx_fma", "baseline"])
 def test_every_instruction_set_agrees(isa):
     previous = _core._row_isa()
@@ -221,14 +304,14 @@ def test_bad_chunk(chunk, match):
 @pytest.mark.parametrize(
     "state, count, chunk, match",
     [
-        (np.zeros((2, 9), dtype=np.float32), 0, np.ones((2, 3)), "state must be float64"),
-        (np.zeros((2, 8)), 0, np.ones((2, 3)), "state must have 9 columns"),
-        (np.zeros((9, 2)).T, 0, np.ones((2, 3)), "state must be C-contiguous"),
-        (np.zeros((2, 9)), -1, np.ones((2, 3)), "count must be >= 0"),
-        (np.zeros((2, 9)), 0, np.ones(3), "chunk must be 2-D"),
-        (np.zeros((2, 9)), 0, np.ones((3, 3)), "chunk has 3 rows, expected n=2"),
-        (np.zeros((2, 9)), 0, np.ones((2, 3), dtype=np.int32), "chunk must be a float32 or float64"),
-        (np.zeros((2, 9)), 0, np.ones((3, 2)).T, "chunk must be C-contiguous"),
+        (np.zeros((2, 10), dtype=np.float32), 0, np.ones((2, 3)), "state must be float64"),
+        (np.zeros((2, 8)), 0, np.ones((2, 3)), "state must have 10 columns"),
+        (np.zeros((10, 2)).T, 0, np.ones((2, 3)), "state must be C-contiguous"),
+        (np.zeros((2, 10)), -1, np.ones((2, 3)), r"count must be in \[0, 2\*\*53\]"),
+        (np.zeros((2, 10)), 0, np.ones(3), "chunk must be 2-D"),
+        (np.zeros((2, 10)), 0, np.ones((3, 3)), "chunk has 3 rows, expected n=2"),
+        (np.zeros((2, 10)), 0, np.ones((2, 3), dtype=np.int32), "chunk must be a float32 or float64"),
+        (np.zeros((2, 10)), 0, np.ones((3, 2)).T, "chunk must be C-contiguous"),
     ],
 )
 def test_core_rejects_bad_arrays_directly(state, count, chunk, match):
@@ -238,9 +321,9 @@ def test_core_rejects_bad_arrays_directly(state, count, chunk, match):
 
 def test_core_finalize_rejects_bad_state_and_zero_count():
     with pytest.raises(ValueError, match="count"):
-        _core.gradstats_finalize(np.zeros((2, 9)), 0)
+        _core.gradstats_finalize(np.zeros((2, 10)), 0)
     with pytest.raises(ValueError, match="state must be float64"):
-        _core.gradstats_finalize(np.zeros((2, 9), dtype=np.float32), 3)
+        _core.gradstats_finalize(np.zeros((2, 10), dtype=np.float32), 3)
 
 
 # ---- property test ------------------------------------------------------------------------

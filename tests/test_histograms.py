@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 from tfmia import _core
 from tfmia._device import cuda_available
 from tfmia.histograms import ClassHistograms
-from oracles import fit_class_histograms, risk_scores
+from oracles import class_histograms, fit_class_histograms, risk_scores
 
 
 def assert_fit_equals(h, fitted):
@@ -168,6 +168,65 @@ def test_member_probability_rejects(values, labels, prior, match):
     h = ClassHistograms.fit(**fit_args())
     with pytest.raises(ValueError, match=match):
         h.member_probability(values, labels, member_prior=prior)
+
+
+def test_labels_spread_over_a_huge_class_range():
+    # Few records, labels far apart: the core's per-class memory follows the
+    # classes the labels hold; the other classes get the pooled histograms.
+    rng = np.random.default_rng(21)
+    num_classes = 2**16
+    present = np.array([2, 5000, num_classes - 1])
+    vin, vout = rng.exponential(1.0, 80), rng.exponential(3.0, 70)
+    lin, lout = rng.choice(present, 80), rng.choice(present, 70)
+    h = ClassHistograms.fit(vin, lin, vout, lout, num_classes, bins=3)
+    assert h.edges.shape == (num_classes, 4) and h.h_in.shape == (num_classes, 3)
+    assert np.flatnonzero(~h.fallback).tolist() == present.tolist()
+    pooled = class_histograms(vin, vout, bins=3)
+    for c in (0, 3, 4999, num_classes - 2):
+        for got, want in zip((h.edges[c], h.h_in[c], h.h_out[c]), pooled):
+            np.testing.assert_array_equal(got, want)
+    for c in present:
+        fitted = class_histograms(vin[lin == c], vout[lout == c], bins=3)
+        for got, want in zip((h.edges[c], h.h_in[c], h.h_out[c]), fitted):
+            np.testing.assert_array_equal(got, want)
+    lo, hi, n_in, n_out = _core.risk_ranges(vin, lin, vout, lout, 2**20, False)
+    assert lo.shape == (2**20,) and np.isinf(lo[0]) and lo[5000] == min(vin[lin == 5000].min(), vout[lout == 5000].min())
+    assert n_in[present].tolist() == [np.sum(lin == c) for c in present] and n_in.sum() == 80
+
+
+@pytest.mark.parametrize(
+    "num_classes, bins, match",
+    [
+        (2**24 + 1, 1, "num_classes"),
+        (2**62, 5, "num_classes"),
+        (2**22, 5, r"num_classes=4194304 with 6 entries per class"),
+        (1, 2**16 + 1, "bins must be <= 2\\*\\*16"),
+        (3, 2**40, "bins"),
+    ],
+)
+def test_table_sizes_beyond_the_limits_are_refused(num_classes, bins, match):
+    with pytest.raises(ValueError, match=match):
+        ClassHistograms.fit([0.1, 0.2], [0, 0], [0.3], [0], num_classes, bins=bins)
+
+
+def test_core_refuses_huge_class_and_bin_counts():
+    v, lab = np.ones(2), np.zeros(2, np.int64)
+    with pytest.raises(ValueError, match=r"num_classes must be in \[1, 2\*\*24"):
+        _core.risk_ranges(v, lab, v, lab, 2**40, False)
+    wide = np.broadcast_to(np.arange(2.0**16 + 2), (1, 2**16 + 2))  # 2**16 + 1 bins
+    with pytest.raises(ValueError, match="edges has 65537 bins"):
+        _core.risk_histograms(v, lab, v, lab, np.ascontiguousarray(wide), None, False, False)
+    with pytest.raises(ValueError, match="edges has 65537 bins"):
+        _core.risk_scores(v, lab, np.ascontiguousarray(wide), np.zeros((1, 2**16 + 1)), np.zeros((1, 2**16 + 1)),
+                          0.5, False)
+
+
+def test_linear_edges_that_overflow_are_refused():
+    # max - min = 2e308 is beyond float64: np.linspace would give NaN edges.
+    with pytest.raises(ValueError, match="values_in and values_out span .*too wide"):
+        ClassHistograms.fit([-1e308, 1.0], [0, 0], [1e308], [0], 1, log_bins=False)
+    h = ClassHistograms.fit([-1e307, 1.0], [0, 0], [1e307], [0], 1, log_bins=False)
+    assert np.all(np.isfinite(h.edges))
 
 
 def test_core_checks_arrays_itself():

@@ -1,5 +1,10 @@
 """tfmia.thresholds against a brute-force oracle of the balanced-accuracy rule (tests/oracles.py), bit for bit."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,6 +21,8 @@ from tfmia.thresholds import (
     fit_class_thresholds,
 )
 from oracles import balanced_accuracy, per_class_thresholds, threshold_by_counting, threshold_by_enumeration
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def same_float(a, b):
@@ -118,6 +125,57 @@ def test_fallback_for_class_without_members_or_non_members():
     np.testing.assert_array_equal(fit.thresholds, per_class_thresholds(vin, lin, vout, lout, 5))
     assert np.all(fit.thresholds[fit.fallback] == glob)
     np.testing.assert_array_equal(class_thresholds(vin, lin, vout, lout, 5), fit.thresholds)
+
+
+@pytest.mark.parametrize("num_classes", [4002, 2**20])
+def test_labels_spread_over_a_huge_class_range(num_classes):
+    # Few records with labels far apart: the core renumbers the classes the labels
+    # hold (its per-class memory follows the data); every other class falls back.
+    rng = np.random.default_rng(13)
+    present = np.array([0, 3, 4000, num_classes - 1])
+    vin, vout = np.round(rng.normal(1, 1, 60), 1), np.round(rng.normal(0, 1, 50), 1)
+    lin, lout = rng.choice(present, 60), rng.choice(present[1:], 50)  # class 0: members only
+    fit = fit_class_thresholds(vin, lin, vout, lout, num_classes)
+    assert fit.thresholds.shape == fit.fallback.shape == (num_classes,)
+    expected = {c: threshold_by_enumeration(vin[lin == c], vout[lout == c]) for c in present[1:]}
+    got = {c: fit.thresholds[c] for c in present[1:]}
+    assert got == expected
+    assert np.flatnonzero(~fit.fallback).tolist() == present[1:].tolist()
+    assert np.all(fit.thresholds[fit.fallback] == threshold_by_enumeration(vin, vout))
+    assert np.isnan(fit.balanced_accuracy[fit.fallback]).all()
+
+
+@pytest.mark.parametrize("num_classes", [2**24 + 1, 2**31, 2**62])
+def test_class_counts_beyond_the_table_limit_are_refused(num_classes):
+    with pytest.raises(ValueError, match=r"num_classes.*2\*\*24"):
+        fit_class_thresholds([0.0], [0], [1.0], [0], num_classes)
+    one = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"num_classes must be in \[1, 2\*\*24"):
+        _core.fit_thresholds(np.zeros(1), one, np.ones(1), one, num_classes, False, False)
+
+
+def test_declared_classes_cost_only_the_outputs():
+    # 4 records declaring 2**22 classes: the outputs take 17 bytes a class (two
+    # float64 arrays and a bool array); per-class working memory must not add
+    # to that (it took about 145 bytes a class, 600 MB here).  A fresh
+    # interpreter gets 40 bytes a class of address space beyond what it holds.
+    script = """
+import resource
+from tfmia.thresholds import fit_class_thresholds
+C = 2**22
+with open("/proc/self/status") as status:
+    held = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (held + 40 * C, resource.RLIM_INFINITY))
+fit = fit_class_thresholds([0.0, 1.0], [0, C - 1], [1.0, 2.0], [0, C - 1], C)
+assert fit.fallback.sum() == C - 2 and fit.thresholds[C - 1] == 1.0
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def balanced_accuracy(tr, te, t):
+    return 0.5 * (np.sum(tr >= t) / (len(tr) + 0.0) + np.sum(te < t) / (len(te) + 0.0))
 
 
 def test_fit_reports_balanced_accuracy_and_is_frozen():

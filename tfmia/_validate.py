@@ -21,11 +21,22 @@ __all__ = [
     "as_labels",
     "as_membership",
     "class_indices",
+    "check_finite",
     "check_same_length",
     "check_positive_int",
+    "check_num_classes",
+    "check_flag",
     "check_positive_number",
     "check_fraction",
 ]
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, raising ValueError naming ``name`` for what numpy cannot make an array of."""
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists and other non-arrays
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
 
 
 def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, allow_empty: bool = False) -> np.ndarray:
@@ -34,10 +45,7 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, a
     float32 and float64 arrays keep their dtype; integer and boolean arrays
     become float64; anything else (complex, object, strings) is rejected.
     """
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and other non-arrays
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    arr = _as_array(x, name)
     if arr.dtype in (np.float32, np.float64):
         pass
     elif arr.dtype == np.float16 or np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
@@ -54,6 +62,17 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, a
     return np.ascontiguousarray(arr)
 
 
+def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    """Return the float array ``arr``, raising unless every entry is finite.
+
+    Its min and max are NaN if any entry is NaN and infinite if any is, so
+    two reductions decide without a temporary the size of ``arr``.
+    """
+    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+        raise ValueError(f"{name} must be finite (found NaN or Inf)")
+    return arr
+
+
 def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
     """Return class labels as a contiguous 1-D int64 array.
 
@@ -61,12 +80,14 @@ def as_labels(y, name: str, *, n: int | None = None, num_classes: int | None = N
     often carry labels as float32).  Checks the length against ``n`` and the
     range against ``num_classes`` when given.
     """
-    arr = np.asarray(y)
+    arr = _as_array(y, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D class indices, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty")
     if np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} holds a class index beyond int64: {int(arr.max())}")
         arr = arr.astype(np.int64, copy=False)
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
@@ -110,7 +131,7 @@ def as_membership(is_member, name: str = "is_member", *, n: int | None = None) -
     Accepts booleans or the integers 0/1; anything else is rejected rather
     than thresholded.
     """
-    arr = np.asarray(is_member)
+    arr = _as_array(is_member, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
@@ -142,6 +163,32 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+#: The most entries a per-class table may have (the thresholds of num_classes
+#: classes, the num_classes x (bins + 1) histogram edges): the C++ core checks
+#: a declared class count against it before allocating, and sizes its working
+#: memory by the classes the labels hold.
+MAX_TABLE_ENTRIES = 2**24
+
+
+def check_num_classes(value, name: str = "num_classes", *, per_class: int = 1) -> int:
+    """Return ``value`` as an int in [1, MAX_TABLE_ENTRIES / per_class].
+
+    ``per_class`` is the number of table entries each class takes.
+    """
+    num_classes = check_positive_int(value, name)
+    if num_classes * per_class > MAX_TABLE_ENTRIES:
+        table = f" with {per_class} entries per class makes {num_classes * per_class} entries," if per_class > 1 else ""
+        raise ValueError(f"{name}={num_classes}{table} more than the per-class table limit 2**24 = {MAX_TABLE_ENTRIES}")
+    return num_classes
+
+
+def check_flag(value, name: str) -> bool:
+    """Return ``value`` as a bool, raising unless it is ``True`` or ``False`` (numpy's too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:

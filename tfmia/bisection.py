@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels, check_positive_int
+from ._validate import as_float_array, as_labels, check_finite, check_positive_int
 
 __all__ = ["BisectionState"]
 
@@ -63,7 +64,7 @@ class BisectionState:
     """
 
     def __init__(self, x0, lo, hi, orig_class, theta=1e-4, *, max_steps=50, device="cpu"):
-        x0 = as_float_array(x0, "x0")
+        x0 = check_finite(as_float_array(x0, "x0"), "x0")
         if x0.ndim < 2:
             raise ValueError(f"x0 must have shape (N, ...) with at least one feature, got shape {x0.shape}")
         n = x0.shape[0]
@@ -77,8 +78,7 @@ class BisectionState:
         self._theta = float(theta)
         self._max_steps = check_positive_int(max_steps, "max_steps")
         self._use_cuda = resolve(device) == "cuda"
-        # mid in double, rounded once to the points' dtype: the kernel's midpoint formula
-        self._mid = ((self._lo.astype(np.float64) + self._hi) * 0.5).astype(x0.dtype)
+        self._mid = self._midpoints(self._lo, self._hi)
         self._active = np.ones(n, dtype=bool)
         self._converged = np.zeros(n, dtype=bool)
         self._distance = np.full(n, np.nan)
@@ -89,7 +89,24 @@ class BisectionState:
         arr = as_float_array(points, name)
         if arr.shape != x0.shape:
             raise ValueError(f"{name} has shape {arr.shape}, expected the shape of x0 {x0.shape}")
-        return np.array(arr, dtype=x0.dtype, order="C", copy=True).reshape(x0.shape[0], -1)
+        check_finite(arr, name)
+        with np.errstate(over="ignore"):
+            copy = np.array(arr, dtype=x0.dtype, order="C", copy=True).reshape(x0.shape[0], -1)
+        if not (np.isfinite(copy.min()) and np.isfinite(copy.max())):  # finite values that overflowed the cast
+            raise ValueError(f"{name} holds values beyond the range of x0's dtype {x0.dtype}")
+        return copy
+
+    @staticmethod
+    def _midpoints(lo, hi):
+        """(lo + hi) / 2 in double, rounded once to the points' dtype (the kernel's
+        formula, bisection_row.hpp), halves added where the sum overflows."""
+        with np.errstate(over="ignore"):
+            total = lo.astype(np.float64) + hi
+        mid = total * 0.5
+        overflow = ~np.isfinite(total)
+        if overflow.any():
+            mid[overflow] = lo[overflow] * 0.5 + hi[overflow].astype(np.float64) * 0.5
+        return mid.astype(lo.dtype)
 
     def midpoints(self) -> np.ndarray:
         """The points to query next: the midpoints of the active records, in
@@ -117,6 +134,13 @@ class BisectionState:
             self._x0, self._lo, self._hi, self._mid, rows, probs, self._orig, self._active, self._converged,
             self._distance, self._steps, self._theta, self._max_steps, self._use_cuda,
         )
+        beyond = rows[np.isinf(self._distance[rows])]
+        if beyond.size:
+            warnings.warn(
+                f"the boundary distance of records {beyond[:10].tolist()} exceeds the float64 range; recorded as inf",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def run(self, predict) -> np.ndarray:
         """Bisect until every record has converged or used ``max_steps`` queries.

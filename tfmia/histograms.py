@@ -39,16 +39,29 @@ import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels, check_fraction, check_positive_int
+from ._validate import as_float_array, as_labels, check_flag, check_fraction, check_num_classes, check_positive_int
 
-__all__ = ["ClassHistograms"]
+__all__ = ["ClassHistograms", "MAX_BINS"]
+
+#: The most bins per class: the core counts bins + 2 counters per block of
+#: 65536 values, so this bound keeps its tables no larger than the values.
+MAX_BINS = 2**16
 
 
 def _bin_edges(lo, hi, bins: int, log_bins: bool) -> np.ndarray:
-    """One class's edges, by the reference's own numpy calls on its min / max scalars."""
-    if log_bins:
-        return np.logspace(np.log10(lo), np.log10(hi), bins + 1)
-    return np.linspace(lo, hi, bins + 1)
+    """One class's edges, by the reference's own numpy calls on its min / max scalars.
+
+    Raises ValueError, naming the values, when the range is too wide for
+    float64 (hi - lo overflows, so linear edges would be NaN).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        edges = np.logspace(np.log10(lo), np.log10(hi), bins + 1) if log_bins else np.linspace(lo, hi, bins + 1)
+    if not np.all(np.isfinite(edges)):
+        raise ValueError(
+            f"values_in and values_out span [{lo}, {hi}]: too wide for {bins} linear bins in float64 "
+            "(the bin width overflows)"
+        )
+    return edges
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,17 +120,21 @@ class ClassHistograms:
         values_out, labels_out : array_like, 1-D
             Shadow non-members' values and classes.
         num_classes : int
-            Number of classes (>= 1).
+            Number of classes (>= 1); the edge table of num_classes x (bins + 1)
+            entries may hold at most 2**24.  Classes no label names get the
+            pooled histograms (``fallback``).
         bins : int
-            Number of bins per class (>= 1), default 5 as in the paper.
+            Number of bins per class, 1 to :data:`MAX_BINS`; default 5 as in the paper.
         log_bins : bool
             Log-spaced edges with values floored at 1e-10 (default), else linear.
         device : {"cpu", "cuda", "auto"}
             Where to count; the result is the same.
         """
-        num_classes = check_positive_int(num_classes, "num_classes")
         bins = check_positive_int(bins, "bins")
-        log_bins = bool(log_bins)
+        if bins > MAX_BINS:
+            raise ValueError(f"bins must be <= 2**16 = {MAX_BINS}, got {bins}")
+        num_classes = check_num_classes(num_classes, per_class=bins + 1)
+        log_bins = check_flag(log_bins, "log_bins")
         vin = as_float_array(values_in, "values_in", ndim=1)
         vout = as_float_array(values_out, "values_out", ndim=1)
         dtype = np.result_type(vin, vout)

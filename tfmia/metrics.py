@@ -102,12 +102,7 @@ def tpr_at_fpr(scores, is_member, fpr, *, device: str = "cpu"):
     :class:`LowFPRWarning`: the data cannot tell a TPR at that FPR.
     """
     scalar = isinstance(fpr, numbers.Real)
-    try:
-        targets = np.asarray(fpr, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"fpr must be a number or a sequence of numbers in [0, 1], got {fpr!r}") from None
-    if targets.ndim > 1 or not np.all((targets >= 0) & (targets <= 1)):
-        raise ValueError(f"fpr must be in [0, 1] (a number or a 1-D sequence), got {fpr!r}")
+    targets = _rates(fpr, "fpr")
     fps, tps, _ = roc_counts(scores, is_member, device=device)
     last, too_low = low_fpr_index(fps, targets, stacklevel=3)
     result = np.where(too_low, np.nan, tps[last] / tps[-1])
@@ -124,7 +119,10 @@ def low_fpr_index(fps, targets, *, stacklevel: int = 2):
     are flagged (their TPR must be reported as NaN) and a
     :class:`LowFPRWarning` says so.
     """
-    targets = np.asarray(targets, dtype=np.float64)
+    fps = _counts(fps, "fps")
+    if fps.ndim != 1 or fps.size == 0 or fps[-1] < 1 or np.any(fps < 0) or np.any(np.diff(fps) < 0):
+        raise ValueError("fps must be the non-decreasing non-member counts of roc_counts, ending above 0")
+    targets = _rates(targets, "targets")
     n_out = fps[-1]
     index = np.searchsorted(fps / n_out, targets, side="right") - 1
     too_low = targets < 1.0 / n_out
@@ -139,8 +137,22 @@ def low_fpr_index(fps, targets, *, stacklevel: int = 2):
     return index, too_low
 
 
+def _rates(values, name: str) -> np.ndarray:
+    """A number or 1-D sequence of real numbers in [0, 1] as float64 (complex, bool, strings refused)."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):  # ragged sequences
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf" or arr.ndim > 1 or not np.all((arr >= 0) & (arr <= 1)):
+        raise ValueError(f"{name} must be a number or a 1-D sequence of numbers in [0, 1], got {values!r}")
+    return arr.astype(np.float64)
+
+
 def _counts(values, name: str) -> np.ndarray:
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold integers, got {values!r}") from None
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):

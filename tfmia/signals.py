@@ -68,12 +68,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels
+from ._validate import as_float_array, as_labels, check_finite
 
 __all__ = ["SIGNAL_NAMES", "MEMBER_SIGN", "compute", "member_scores"]
 
@@ -119,7 +120,7 @@ def compute(
         Probability rows must sum to 1 within this tolerance.  ``None`` skips
         the check, for defended outputs that need not sum to 1 (top-k
         truncation, rounding).  Negative entries and NaN/Inf are rejected
-        either way.
+        either way, and with ``None`` entries above 1 + 1e-3 too.
     device : {"cpu", "cuda", "auto"}
         Where to run; both give the same numbers up to summation order.
     reference : bool
@@ -140,7 +141,8 @@ def compute(
         Naming the offending argument: wrong shape or dtype, fewer than 2
         classes, labels out of range or of the wrong length, NaN/Inf, negative
         probabilities, rows that do not sum to 1, ``reference=True`` with
-        logits.
+        logits, or values so large that a signal overflows the dtype (logits
+        spread wider than its range).
     """
     preds = as_float_array(preds, "preds", ndim=2)
     if preds.shape[1] < 2:
@@ -167,8 +169,11 @@ def member_scores(signals: dict[str, np.ndarray], name: str) -> np.ndarray:
     Returns ``MEMBER_SIGN[name] * signals[name]`` as float64 (``correct``
     becomes 1.0 / 0.0).
     """
-    if name not in MEMBER_SIGN:
+    if not isinstance(name, str) or name not in MEMBER_SIGN:
         raise ValueError(f"name must be one of {SIGNAL_NAMES}, got {name!r}")
+    if not isinstance(signals, Mapping):
+        raise ValueError(f"signals must be a dict of signal arrays (from compute), got {type(signals).__name__}")
     if name not in signals:
         raise ValueError(f"signals has no {name!r} entry (keys: {sorted(signals)})")
-    return MEMBER_SIGN[name] * np.asarray(signals[name], dtype=np.float64)
+    values = check_finite(as_float_array(signals[name], f"signals[{name!r}]", ndim=1), f"signals[{name!r}]")
+    return MEMBER_SIGN[name] * values.astype(np.float64)

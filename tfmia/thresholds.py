@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels, check_positive_int
+from ._validate import as_float_array, as_labels, check_num_classes
 
 __all__ = [
     "ClassThresholds",
@@ -94,7 +94,7 @@ def _shadow_values(values_in, values_out) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit(values_in, labels_in, values_out, labels_out, num_classes, *, want_global: bool, device: str):
-    num_classes = check_positive_int(num_classes, "num_classes")
+    num_classes = check_num_classes(num_classes)
     vin, vout = _shadow_values(values_in, values_out)
     lin = as_labels(labels_in, "labels_in", n=len(vin), num_classes=num_classes)
     lout = as_labels(labels_out, "labels_out", n=len(vout), num_classes=num_classes)
@@ -131,7 +131,8 @@ def fit_class_thresholds(
     values_out, labels_out : array_like, 1-D
         Shadow non-members' scores and true classes.
     num_classes : int
-        Number of classes (>= 1).
+        Number of classes, 1 to 2**24; classes no label names take the
+        global threshold (``fallback``).
     device : {"cpu", "cuda", "auto"}
         Where to sort; the result is the same.
     """

@@ -52,7 +52,7 @@ __global__ void apply_kernel(bisection::Records rec, bisection::Points<T> pts, c
         }
         if (threadIdx.x == 0) {
             rec.steps[r] += 1;
-            rec.distance[r] = sqrt(partial[0]);
+            rec.distance[r] = bisection::finish_distance(partial[0], mid, pts.x0 + r * d, d);
             rec.converged[r] = true;
             rec.active[r] = false;
         }

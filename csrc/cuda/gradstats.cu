@@ -19,6 +19,7 @@ using gradstats::Moments;
 __device__ Moments shuffle_down(const Moments& m, int offset) {
     Moments o;
     o.n = __shfl_down_sync(kFullMask, m.n, offset);
+    o.exponent = __shfl_down_sync(kFullMask, m.exponent, offset);
     o.mean = __shfl_down_sync(kFullMask, m.mean, offset);
     o.mean_lo = __shfl_down_sync(kFullMask, m.mean_lo, offset);
     o.m2 = __shfl_down_sync(kFullMask, m.m2, offset);
@@ -62,17 +63,34 @@ __global__ void segment_kernel(const T* chunk, std::int64_t n, std::int64_t p, s
     }
     Moments m = gradstats::empty_moments();
     if (count > 0) {
+        // The lane's scale 2^e, as block_moments on the CPU (row_kernels_impl.hpp).
+        const int e = gradstats::scale_exponent(max_abs);
+        const double scale = e == gradstats::kZeroExponent ? 1.0 : ldexp(1.0, -e);
+        if (e >= -gradstats::kPlainRange && e <= gradstats::kPlainRange) {
+            sum *= scale;
+            l1 *= scale;
+            l2sq *= scale * scale;
+        } else {
+            sum = l1 = l2sq = 0.0;
+            for (std::int64_t j = lane; j < len; j += kWarp) {
+                const double v = static_cast<double>(x[j]) * scale;
+                sum += v;
+                l1 += fabs(v);
+                l2sq += v * v;
+            }
+        }
         const double shift = sum / static_cast<double>(count);
         double sd = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0;
         for (std::int64_t j = lane; j < len; j += kWarp) {
-            const double d = static_cast<double>(x[j]) - shift;
+            const double d = static_cast<double>(x[j]) * scale - shift;
             const double d2 = d * d;
             sd += d;
             s2 += d2;
             s3 += d2 * d;
             s4 += d2 * d2;
         }
-        m = gradstats::centred_moments(static_cast<double>(count), shift, sd, s2, s3, s4, l1, l2sq, min_abs, max_abs);
+        m = gradstats::centred_moments(static_cast<double>(count), e, shift, sd, s2, s3, s4, l1, l2sq, min_abs,
+                                       max_abs);
     }
     for (int offset = kWarp / 2; offset > 0; offset /= 2) {
         const Moments other = shuffle_down(m, offset);
