@@ -5,13 +5,20 @@
 // applies one step (bisection_row.hpp) to every record that was queried:
 //   1. decide, from the probabilities at each queried midpoint (O(K C), also
 //      where NaN/Inf and out-of-range classes are found: nothing is modified
-//      when the step is invalid);
+//      when the probabilities are invalid);
 //   2. apply, in place and in one pass over each record's points: move lo or
 //      hi to mid and recompute mid, or record the distance of a converged one.
+//      The points of a BisectionState are finite by construction (checked
+//      when it is made; midpoints of finite points stay finite); a direct
+//      call with a NaN or Inf in the points it reads is refused, naming the
+//      array and record, after the step (checking first would read every
+//      point twice).
 // Both phases run in parallel over records with the GIL released.  Extra
 // memory: one byte per queried record.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,9 +60,38 @@ V* vector_of(const py::array& a, const char* name, py::ssize_t n, bool written) 
 using bisection::Points;
 using bisection::Records;
 
-// Phase 2 for queried record i: one pass over its d coordinates.
+// 1 where a value's exponent bits are all ones (NaN or Inf), else 0: a test
+// without a branch, so that OR-ing it over a row stays in the vectorised loop.
 template <class T>
-void apply(const Records& rec, const Points<T>& pts, std::int64_t i, Decision decision) {
+inline unsigned nonfinite_bit(T v) {
+    using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+    constexpr Bits exponent = sizeof(T) == 8 ? Bits(0x7ff0000000000000ULL) : Bits(0x7f800000U);
+    Bits bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return static_cast<unsigned>((bits & exponent) == exponent);
+}
+
+// Bits naming the point arrays where apply() read a NaN or Inf.
+enum NonFinite : unsigned { kMidBad = 1, kLoBad = 2, kHiBad = 4, kX0Bad = 8 };
+
+// NonFinite bits of the arrays a and b hold a NaN or Inf in their first d values.
+template <class T>
+unsigned nonfinite_arrays(const T* a, unsigned a_bit, const T* b, unsigned b_bit, std::int64_t d) {
+    unsigned in_a = 0, in_b = 0;
+    for (std::int64_t j = 0; j < d; ++j) {
+        in_a |= nonfinite_bit(a[j]);
+        in_b |= nonfinite_bit(b[j]);
+    }
+    return (in_a ? a_bit : 0u) | (in_b ? b_bit : 0u);
+}
+
+// Phase 2 for queried record i: one pass over its d coordinates.  Returns the
+// NonFinite bits of the arrays it read a NaN or Inf from (0: all finite).
+// The pass watches only the sums it forms, which are non-finite when an input
+// is (or when two double coordinates beyond 2^1023 overflow); the rare row
+// where one is looks at its inputs again.
+template <class T>
+unsigned apply(const Records& rec, const Points<T>& pts, std::int64_t i, Decision decision) {
     const std::int64_t r = rec.rows[i], d = rec.d;
     T* mid = pts.mid + r * d;
     rec.steps[r] += 1;
@@ -66,25 +102,44 @@ void apply(const Records& rec, const Points<T>& pts, std::int64_t i, Decision de
             const double diff = static_cast<double>(mid[j]) - static_cast<double>(x0[j]);
             sq += diff * diff;
         }
+        const unsigned bad = nonfinite_bit(sq) ? nonfinite_arrays(mid, kMidBad, x0, kX0Bad, d) : 0u;
         rec.distance[r] = bisection::finish_distance(sq, mid, x0, d);
         rec.converged[r] = true;
         rec.active[r] = false;
-        return;
+        return bad;
     }
     T* moved = (decision == bisection::kToLo ? pts.lo : pts.hi) + r * d;
     const T* other = (decision == bisection::kToLo ? pts.hi : pts.lo) + r * d;
+    unsigned sum_bad = 0;
     for (std::int64_t j = 0; j < d; ++j) {
         const T m = mid[j];
+        const double sum = static_cast<double>(m) + static_cast<double>(other[j]);
+        // float: test the inputs (32-bit lanes stay twice as wide as a test of the double sum)
+        if constexpr (sizeof(T) < sizeof(double))
+            sum_bad |= nonfinite_bit(m) | nonfinite_bit(other[j]);
+        else
+            sum_bad |= nonfinite_bit(sum);
         moved[j] = m;
-        mid[j] = bisection::midpoint(m, other[j]);
+        mid[j] = static_cast<T>(sum * 0.5);
     }
     if (rec.steps[r] >= rec.max_steps) rec.active[r] = false;
+    if (!sum_bad) return 0;
+    // moved now holds the old midpoint.
+    const unsigned bad = nonfinite_arrays(moved, kMidBad, other, decision == bisection::kToLo ? kHiBad : kLoBad, d);
+    if (!bad)  // finite coordinates whose sum overflowed: add the halves instead
+        for (std::int64_t j = 0; j < d; ++j) mid[j] = bisection::midpoint(moved[j], other[j]);
+    return bad;
 }
 
 // Returns the first invalid queried record (decisions[i] says why) without
-// changing anything, or -1 after applying the step.
+// changing anything, or -1 after applying the step.  Non-finite points are
+// found while the step is applied (the points of every record BisectionState
+// holds are finite by construction, so only a direct call of the core can
+// bring them): *bad_points is then the first such record and its NonFinite
+// bits, and the records are left stepped.
 template <class T, class P>
-std::int64_t step_cpu(const Records& rec, const Points<T>& pts, const P* probs, std::int8_t* decisions) {
+std::int64_t step_cpu(const Records& rec, const Points<T>& pts, const P* probs, std::int8_t* decisions,
+                      std::pair<std::int64_t, unsigned>* bad_points) {
     std::int64_t first_bad = rec.k;
     // Below ~1M values (about a millisecond of work) a thread team is not worth waking.
 #pragma omp parallel for schedule(static) reduction(min : first_bad) if (rec.k * rec.c >= (1 << 20))
@@ -94,27 +149,64 @@ std::int64_t step_cpu(const Records& rec, const Points<T>& pts, const P* probs, 
         if (d == bisection::kBadProbs || d == bisection::kBadClass) first_bad = std::min(first_bad, i);
     }
     if (first_bad < rec.k) return first_bad;
-#pragma omp parallel for schedule(static) if (rec.k * rec.d >= (1 << 20))
-    for (std::int64_t i = 0; i < rec.k; ++i) apply(rec, pts, i, static_cast<Decision>(decisions[i]));
+    std::int64_t first_nonfinite = rec.k;
+#pragma omp parallel for schedule(static) reduction(min : first_nonfinite) if (rec.k * rec.d >= (1 << 20))
+    for (std::int64_t i = 0; i < rec.k; ++i) {
+        const unsigned which = apply(rec, pts, i, static_cast<Decision>(decisions[i]));
+        decisions[i] = static_cast<std::int8_t>(which);  // the decision is spent: keep what apply found instead
+        if (which != 0) first_nonfinite = std::min(first_nonfinite, i);
+    }
+    if (first_nonfinite < rec.k) *bad_points = {first_nonfinite, static_cast<unsigned>(decisions[first_nonfinite])};
     return -1;
+}
+
+// The first queried record with a NaN or Inf coordinate in the four point
+// arrays, or rec.k: the CUDA step does not look, so its caller checks first.
+template <class T>
+std::int64_t first_nonfinite_record(const Records& rec, const Points<T>& pts) {
+    std::int64_t first = rec.k;
+#pragma omp parallel for schedule(static) reduction(min : first) if (rec.k * rec.d >= (1 << 20))
+    for (std::int64_t i = 0; i < rec.k; ++i) {
+        const std::int64_t offset = rec.rows[i] * rec.d;
+        unsigned bad = 0;
+        for (std::int64_t j = 0; j < rec.d; ++j)
+            bad |= nonfinite_bit(pts.x0[offset + j]) | nonfinite_bit(pts.lo[offset + j]) |
+                   nonfinite_bit(pts.hi[offset + j]) | nonfinite_bit(pts.mid[offset + j]);
+        if (bad) first = std::min(first, i);
+    }
+    return first;
+}
+
+// "x0, lo must be finite (...)": the arrays named by the NonFinite bits.
+std::string nonfinite_message(const Records& rec, std::int64_t i, unsigned which) {
+    std::string names;
+    for (const auto& [bit, name] : {std::pair{kX0Bad, "x0"}, {kLoBad, "lo"}, {kHiBad, "hi"}, {kMidBad, "mid"}})
+        if (which & bit) names += (names.empty() ? "" : ", ") + std::string(name);
+    return names + " must be finite (found NaN or Inf in record " + std::to_string(rec.rows[i]) + ")";
 }
 
 template <class T, class P>
 void run(const Records& rec, const Points<T>& pts, const P* probs, bool use_cuda) {
     std::vector<std::int8_t> decisions(static_cast<std::size_t>(rec.k));
-    std::int64_t bad;
+    std::int64_t bad = -1;
+    std::pair<std::int64_t, unsigned> bad_points{rec.k, 0};
     {
         py::gil_scoped_release release;
         if (use_cuda) {
 #ifdef TFMIA_HAVE_CUDA
-            bad = cuda::bisection_step(rec, pts, probs, decisions.data());
+            const std::int64_t nonfinite = first_nonfinite_record(rec, pts);  // nothing is modified when found
+            if (nonfinite < rec.k)
+                bad_points = {nonfinite, kX0Bad | kLoBad | kHiBad | kMidBad};
+            else
+                bad = cuda::bisection_step(rec, pts, probs, decisions.data());
 #else
             fail("device='cuda' is not available: tfmia was built without CUDA (rebuild with TFMIA_CUDA=ON)");
 #endif
         } else {
-            bad = step_cpu(rec, pts, probs, decisions.data());
+            bad = step_cpu(rec, pts, probs, decisions.data(), &bad_points);
         }
     }
+    if (bad_points.first < rec.k) fail(nonfinite_message(rec, bad_points.first, bad_points.second));
     if (bad < 0) return;
     const std::int64_t r = rec.rows[bad];
     if (decisions[bad] == bisection::kBadClass)
@@ -130,26 +222,10 @@ Points<T> points_of(const py::array& x0, const py::array& lo, const py::array& h
     return Points<T>{static_cast<const T*>(x0.data()), writable(lo), writable(hi), writable(mid)};
 }
 
-// The queried records' points must be finite (BisectionState checks them once;
-// the core, called directly, on every step): a NaN would surface as a NaN
-// distance of a converged record.  O(k d), like the step itself.
-template <class T>
-void check_points(const Records& rec, const Points<T>& pts) {
-    const std::pair<const T*, const char*> arrays[] = {{pts.x0, "x0"}, {pts.lo, "lo"}, {pts.hi, "hi"}, {pts.mid, "mid"}};
-    for (std::int64_t i = 0; i < rec.k; ++i) {
-        const std::int64_t r = rec.rows[i];
-        for (const auto& [a, name] : arrays)
-            for (std::int64_t j = 0; j < rec.d; ++j)
-                if (!std::isfinite(a[r * rec.d + j]))
-                    fail(std::string(name) + " must be finite (found NaN or Inf in record " + std::to_string(r) + ")");
-    }
-}
-
 template <class T>
 void run_points(const Records& rec, const py::array& x0, const py::array& lo, const py::array& hi,
                 const py::array& mid, const py::array& probs, FloatType ptype, bool use_cuda) {
     const Points<T> pts = points_of<T>(x0, lo, hi, mid);
-    check_points(rec, pts);
     if (ptype == FloatType::f32)
         run(rec, pts, static_cast<const float*>(probs.data()), use_cuda);
     else

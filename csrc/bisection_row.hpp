@@ -62,8 +62,9 @@ TFMIA_HD Decision decide(const P* p, std::int64_t c, std::int64_t orig, double t
     return gap > 0.0 ? kToLo : kToHi;
 }
 
-// The new midpoint of two points' coordinates, computed in double: (a + b) / 2,
-// or a / 2 + b / 2 where a + b overflows (float64 coordinates beyond 2^1023).
+// The new midpoint of two points' coordinates, computed in double and rounded
+// once to T: (a + b) / 2, or a / 2 + b / 2 where a + b overflows (double
+// coordinates beyond 2^1023; float ones cannot).
 template <class T>
 TFMIA_HD T midpoint(T a, T b) {
     const double sum = static_cast<double>(a) + static_cast<double>(b);

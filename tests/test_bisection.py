@@ -276,13 +276,23 @@ def test_points_must_be_finite(name, bad):
         BisectionState(np.zeros((1, 1), np.float32), [[0.0]], [[1e300]], [0])
 
 
-def test_core_checks_the_queried_points_and_steps():
-    for name in ("x0", "lo", "hi", "mid"):
-        args = core_args()
-        args[name][1, 0] = np.nan
+@pytest.mark.parametrize(
+    ("name", "probs"),
+    [("x0", [0.5, 0.5]), ("mid", [0.5, 0.5]),  # converging: the step reads mid and x0
+     ("hi", [0.9, 0.1]),                        # still the original class: lo moves to mid, mid towards hi
+     ("lo", [0.1, 0.9])],                       # crossed: hi moves to mid, mid towards lo
+)
+def test_core_refuses_non_finite_points_it_reads(name, probs):
+    """BisectionState's points are finite by construction (checked once, midpoints of finite points); the core,
+    called directly, finds a NaN where it reads one during the step and names the array and record."""
+    for bad in (np.nan, np.inf):
+        args = core_args(mid_probs=np.array([probs, probs]))
+        args[name][1, 0] = bad
         with pytest.raises(ValueError, match=f"{name} must be finite \\(found NaN or Inf in record 1\\)"):
             _core.bisection_update(**args)
-        assert np.isnan(args["distance"]).all() and not args["steps"].any()
+
+
+def test_core_checks_steps_before_a_step():
     with pytest.raises(ValueError, match=r"steps\[1\] = 9223372036854775807 must be in \[0, max_steps\)"):
         _core.bisection_update(**core_args(steps=np.array([0, 2**63 - 1])))
 
