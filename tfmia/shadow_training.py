@@ -32,8 +32,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +40,7 @@ from ._serialization import atomic_write_bytes
 from ._validate import check_positive_int
 from .data import AttackInputs
 from .runs import RunDirectory, describe_fit, describe_model_fn, fingerprint_arrays
-from .training import FitConfig, build_model, fit_model
+from .training import FitConfig, build_model, fit_model, weights_bytes
 
 __all__ = ["ShadowModel", "ShadowModels", "train_shadow_models", "SequentialExecutor", "shadow_splits", "SCHEMES"]
 
@@ -177,12 +175,7 @@ def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, p
     model = build_model(model_fn, seed=seed)
     fit_model(model, x_train, y_train, fit, seed=seed)
     outputs = predict(model, x_query, batch_size=predict_batch_size, logits=logits)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.weights.h5")
-        model.save_weights(path)
-        with open(path, "rb") as fh:
-            weights = fh.read()
-    return {"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights}
+    return {"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights_bytes(model)}
 
 
 def _progress(total: int, enabled: bool):
