@@ -128,6 +128,7 @@ def test_dask_local_cluster_executor(tmp_path):
 
 
 def test_resume_after_the_run_is_killed(tmp_path):
+    """One model after another (packs resume whole: tests/test_farm.py)."""
     slow = FitConfig(epochs=60, batch_size=8)
     script = textwrap.dedent(f"""
         import sys
@@ -137,7 +138,7 @@ def test_resume_after_the_run_is_killed(tmp_path):
         from tfmia.training import FitConfig
         x, y = digits()
         train_shadow_models(small_mlp, x[:400], y[:400], n_shadows=3, fit=FitConfig(epochs=60, batch_size=8),
-                            train_size=100, seed=7, run_dir=sys.argv[1], progress=False)
+                            train_size=100, seed=7, run_dir=sys.argv[1], progress=False, packed=False)
     """)
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     first = tmp_path / "shadow_0000.npz"
@@ -150,7 +151,7 @@ def test_resume_after_the_run_is_killed(tmp_path):
     stamp = first.stat().st_mtime_ns
     x, y = digits()
     shadows = train_shadow_models(small_mlp, x[:400], y[:400], n_shadows=3, fit=slow, train_size=100, seed=7,
-                                  run_dir=tmp_path, progress=False)
+                                  run_dir=tmp_path, progress=False, packed=False)
     assert 0 in shadows.resumed and shadows.trained, (shadows.resumed, shadows.trained)
     assert sorted(shadows.resumed + shadows.trained) == [0, 1, 2]
     assert first.stat().st_mtime_ns == stamp  # not retrained

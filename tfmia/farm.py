@@ -355,58 +355,55 @@ def estimate_pack_bytes(model, n_replicas: int, batch_size: int) -> int:
     return 4 * n_replicas * per_replica
 
 
-def choose_pack_size(model_fn, fit: FitConfig, *, n_models: int, packed="auto", pack_size: int | None = None,
-                     memory_budget: int | None = None, data_bytes: int = 0, seed: int = 0) -> int | None:
-    """How many models to train per pack, or None to train them one after another.
+def choose_pack_size(model, fit: FitConfig, *, n_models: int, packed="auto", pack_size: int | None = None,
+                     memory_budget: int | None = None, data_bytes: int = 0) -> int | None:
+    """How many models of ``model``'s recipe to train per pack, or None to train them one after another.
 
-    ``packed``: ``False`` -> None; ``True`` -> a pack size or
-    :class:`NotPackable`/``ValueError`` saying why not; ``"auto"`` -> a pack
-    size where the model allows, else None with a log line.  ``pack_size``:
-    the pack size to use (it must fit the memory budget); default: the
-    largest that fits, up to ``n_models``.  ``memory_budget``: bytes a pack
-    may use (default: half the available memory), checked against
-    :func:`estimate_pack_bytes` plus ``data_bytes`` before anything is built
-    beyond one replica (with ``seed``) to read the architecture from.
+    ``model`` is one replica as built (not trained; None only with
+    ``packed=False``).  ``packed``: ``False`` -> None; ``True`` -> a pack
+    size, or :class:`NotPackable` / ``ValueError`` saying why not;
+    ``"auto"`` -> a pack size where the model allows, else None with a log
+    line.  ``pack_size``: the pack size to use, which must fit the memory
+    budget; default: the largest that fits, up to ``n_models``.
+    ``memory_budget``: bytes a pack may use (default: half the available
+    memory), compared with :func:`estimate_pack_bytes` plus ``data_bytes``
+    (the records a pack gathers from) before any pack is built.
     """
     if packed not in (True, False, "auto"):
         raise ValueError(f"packed must be True, False or 'auto', got {packed!r}")
     check_positive_int(n_models, "n_models")
     if pack_size is not None:
         check_positive_int(pack_size, "pack_size")
+    if memory_budget is not None:
+        check_positive_int(memory_budget, "memory_budget")
     if packed is False:
         return None
-    template = build_model(model_fn, seed=seed)
-    reason = packing_obstacle(template, fit)
+    reason = packing_obstacle(model, fit)
     if reason is not None:
         if packed is True:
             raise NotPackable(f"packed=True, but this model cannot be packed: {reason}")
-        logger.warning("tfmia.farm: training the %d models one after another: %s", n_models, reason)
+        logger.warning("tfmia.farm: training the %d model(s) one after another: %s", n_models, reason)
         return None
     budget = memory_budget if memory_budget is not None else (available_memory() or 0) // 2 or None
-
-    def needs(size: int) -> int:
-        return estimate_pack_bytes(template, size, fit.batch_size) + data_bytes
-
+    per_model = estimate_pack_bytes(model, 1, fit.batch_size)
     if pack_size is not None:
         size = min(pack_size, n_models)
-        if budget is not None and needs(size) > budget:
-            raise ValueError(f"pack_size={pack_size}: a pack of {size} models needs about {_gib(needs(size))} "
-                             f"but the memory budget is {_gib(budget)}; choose a smaller pack_size")
+        if budget is not None and size * per_model + data_bytes > budget:
+            raise ValueError(f"pack_size={pack_size}: a pack of {size} models needs about "
+                             f"{_gib(size * per_model + data_bytes)}, more than the memory budget of {_gib(budget)}; "
+                             "choose a smaller pack_size")
         return size
-    size = n_models
-    if budget is not None:
-        size = min(n_models, max(0, (budget - data_bytes) // estimate_pack_bytes(template, 1, fit.batch_size)))
-        while size and needs(size) > budget:
-            size -= 1
+    size = n_models if budget is None else min(n_models, max(0, (budget - data_bytes) // per_model))
     if size == 0:
-        message = (f"one model needs about {_gib(needs(1))} packed, more than the memory budget of "
-                   f"{_gib(budget)}")
+        message = (f"a pack of one model needs about {_gib(per_model + data_bytes)}, more than the memory budget "
+                   f"of {_gib(budget)}")
         if packed is True:
             raise ValueError(f"packed=True, but {message}")
-        logger.warning("tfmia.farm: training the %d models one after another: %s", n_models, message)
+        logger.warning("tfmia.farm: training the %d model(s) one after another: %s", n_models, message)
         return None
     if size < n_models:
-        logger.info("tfmia.farm: %d models in packs of %d (memory budget %s)", n_models, size, _gib(budget))
+        logger.warning("tfmia.farm: %d models in packs of %d to fit the memory budget of %s", n_models, size,
+                       _gib(budget))
     return int(size)
 
 

@@ -39,7 +39,8 @@ import numpy as np
 from ._serialization import atomic_write_bytes
 from ._validate import check_positive_int
 from .data import AttackInputs
-from .runs import RunDirectory, describe_fit, describe_model_fn, fingerprint_arrays
+from .farm import choose_pack_size
+from .runs import RunDirectory, describe_fit, describe_model, fingerprint_arrays
 from .training import FitConfig, build_model, fit_model, weights_bytes
 
 __all__ = ["ShadowModel", "ShadowModels", "train_shadow_models", "SequentialExecutor", "shadow_splits", "SCHEMES"]
@@ -169,13 +170,30 @@ def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme
 
 def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, predict_batch_size: int,
                logits: bool = False):
-    """One job (runs in a worker): train, query, and return outputs and weights bytes."""
+    """One model (runs in a worker): train, query; ``[{"outputs", "is_logits", "weights"}]`` (weights as bytes)."""
     from .features.predictions import outputs_are_logits, predict
 
     model = build_model(model_fn, seed=seed)
     fit_model(model, x_train, y_train, fit, seed=seed)
     outputs = predict(model, x_query, batch_size=predict_batch_size, logits=logits)
-    return {"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights_bytes(model)}
+    return [{"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights_bytes(model)}]
+
+
+def _pack_job(model_fn, x, y, members, queries, fit: FitConfig, seeds, predict_batch_size: int, logits: bool):
+    """One pack of models (runs in a worker), trained together (:func:`tfmia.farm.train_packed`); a result per model."""
+    from .farm import train_packed
+
+    return train_packed(model_fn, x, y, members, fit, seeds=seeds, queries=queries,
+                        predict_batch_size=predict_batch_size, logits=logits)
+
+
+def _submit_pack(executor, model_fn, x, y, pack_splits, fit, seeds, predict_batch_size, logits):
+    """Submit one pack with the records it uses (members and queried records), re-indexed."""
+    used = np.unique(np.concatenate([np.concatenate([in_idx, query]) for in_idx, _, query in pack_splits]))
+    members = [np.searchsorted(used, in_idx) for in_idx, _, _ in pack_splits]
+    queries = [np.searchsorted(used, query) for _, _, query in pack_splits]
+    return executor.submit(_pack_job, model_fn, x[used], y[used], members, queries, fit, seeds,
+                           predict_batch_size, logits)
 
 
 def _progress(total: int, enabled: bool):
@@ -202,6 +220,9 @@ def train_shadow_models(
     predict_batch_size: int = 512,
     logits: bool = False,
     tag: str = "",
+    packed="auto",
+    pack_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> ShadowModels:
     """Train ``n_shadows`` models of ``model_fn`` on the attacker's pool ``(x, y)``.
 
@@ -219,6 +240,14 @@ def train_shadow_models(
         predict_batch_size: inference batch size for the stored outputs.
         logits: store the pre-softmax scores of softmax models (see ``AttackInputs.from_model``).
         tag: distinguishes several runs sharing one run directory's config (e.g. "lira").
+        packed: train the models in packs, as one Keras model each (:mod:`tfmia.farm`): ``"auto"`` where
+            the model allows (else one after another, with a log line), ``True`` (or a ``ValueError``
+            saying why not), ``False`` (one after another).  A packed model is the sequential one up
+            to float rounding: the same initial weights, batches, dropout masks and updates.
+        pack_size: models per pack (default: all, or as many as fit ``memory_budget``).  Each pack is
+            one job on ``executor`` and is checkpointed whole: a resumed run retrains a pack unless
+            all its models are stored.
+        memory_budget: bytes a pack may use (default: half the available memory).
     """
     check_positive_int(n_shadows, "n_shadows")
     x = np.asarray(x)
@@ -228,13 +257,19 @@ def train_shadow_models(
     if not isinstance(fit, FitConfig):
         raise ValueError(f"fit must be a FitConfig, got {type(fit).__name__}")
     splits = shadow_splits(x.shape[0], n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed)
+    first = build_model(model_fn, seed=seed + 1) if packed is not False or run_dir is not None else None  # model 0
+    size = choose_pack_size(first, fit, n_models=n_shadows, packed=packed, pack_size=pack_size,
+                            memory_budget=memory_budget, data_bytes=2 * x.size * 4 + y.nbytes)
+    jobs = [[i] for i in range(n_shadows)] if size is None else \
+        [list(range(start, min(start + size, n_shadows))) for start in range(0, n_shadows, size)]
     run = None
     if run_dir is not None:
+        packing = {} if size is None else {"packing": {"pack_size": size}}  # sequential runs keep their old config
         run = RunDirectory(
             run_dir,
             "shadow_models",
-            {
-                "model": describe_model_fn(model_fn, seed=seed + 1),  # model 0 as it starts training
+            {**packing,
+                "model": describe_model(first),  # model 0 as it starts training
                 "n_shadows": n_shadows,
                 "train_size": train_size,
                 "scheme": scheme,
@@ -251,14 +286,16 @@ def train_shadow_models(
     resumed, trained, pending = [], [], {}
 
     def finish(future) -> None:
-        """Store one finished job: weights first, then the .npz that marks it finished and names them.
+        """Store a finished job's models, each with its weights first, then the .npz that marks it finished.
 
         The weights file is named after its contents, so that two processes
         training the same run leave each model's outputs beside the weights
         that produced them.
         """
-        i, in_idx, out_idx, query_idx = pending.pop(future)
-        result = future.result()
+        for i, result in zip(pending.pop(future), future.result()):
+            store(i, *splits[i], result)
+
+    def store(i, in_idx, out_idx, query_idx, result) -> None:
         weights_path = None
         if run is not None:
             name = f"shadow_{i:04d}"
@@ -272,23 +309,32 @@ def train_shadow_models(
         if bar is not None:
             bar.add(1)
 
-    for i, (in_idx, out_idx, query_idx) in enumerate(splits):
-        name = f"shadow_{i:04d}"
-        if run is not None and run.has(f"{name}.npz"):
-            saved = run.load_arrays(f"{name}.npz")
+    def resume(job) -> None:
+        for i in job:
+            saved = run.load_arrays(f"shadow_{i:04d}.npz")
             models[i] = ShadowModel(i, saved["in_indices"], saved["out_indices"], saved["query_indices"],
                                     saved["outputs"], bool(saved["is_logits"]), run.path(str(saved["weights_file"])))
-            resumed.append(i)
-            if bar is not None:
-                bar.add(1)
+        resumed.extend(job)
+        if bar is not None:
+            bar.add(len(job))
+
+    for job in jobs:
+        # A pack counts as finished only when all its models are stored: its models are trained together.
+        if run is not None and all(run.has(f"shadow_{i:04d}.npz") for i in job):
+            resume(job)
             continue
-        future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit, seed + 1 + i,
-                                 predict_batch_size, bool(logits))
-        pending[future] = (i, in_idx, out_idx, query_idx)
+        if size is None:
+            in_idx, _, query_idx = splits[job[0]]
+            future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit,
+                                     seed + 1 + job[0], predict_batch_size, bool(logits))
+        else:
+            future = _submit_pack(executor, model_fn, x, y, [splits[i] for i in job], fit,
+                                  [seed + 1 + i for i in job], predict_batch_size, bool(logits))
+        pending[future] = job
         # Store whatever has finished already (with the in-process executor: this job), so that an
         # interruption loses at most the jobs still running.
-        for done in [f for f in pending if f.done()]:
-            finish(done)
+        for finished in [f for f in pending if f.done()]:
+            finish(finished)
     for future in cf.as_completed(list(pending)):
         finish(future)
-    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=sorted(trained), resumed=resumed)
+    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=sorted(trained), resumed=sorted(resumed))
