@@ -142,8 +142,9 @@ def shadow_splits(n_pool: int, *, n_shadows: int, train_size: int | None, scheme
     rng = np.random.default_rng(seed)
     splits = []
     if scheme == "lira":
-        if n_shadows < 2:
-            raise ValueError("the 'lira' scheme needs n_shadows >= 2 (each record is in half the models)")
+        if n_shadows < 2 or n_shadows % 2:
+            raise ValueError(f"the 'lira' scheme needs an even n_shadows >= 2 (each record is in exactly half of "
+                             f"the models), got {n_shadows}")
         order = rng.uniform(size=(n_shadows, n_pool)).argsort(axis=0)
         keep = order < n_shadows // 2
         everything = np.arange(n_pool)
