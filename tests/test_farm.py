@@ -365,3 +365,26 @@ def test_packs_resume_whole_and_runs_do_not_mix_packed_and_sequential(tmp_path):
         train_shadow_models(digits_mlp, x[:400], y[:400], **{**kwargs, "pack_size": 4})
     with pytest.raises(ValueError, match=r"differs in: packing"):
         train_shadow_models(digits_mlp, x[:400], y[:400], packed=False, **kwargs)
+
+
+def test_a_second_fit_continues_each_replica_from_its_own_step():
+    """After a fit the replicas have taken different numbers of steps; Adam's bias correction and the Dropout
+    draws of a second fit continue from each replica's own count, as a second ``fit_model`` does."""
+    x, y = _records((6,))
+    fit = FitConfig(epochs=1, batch_size=8)
+    members = _members(len(x))
+    model_fn = functools.partial(dense_net, dropout=0.3)
+    pack = PackedModel.from_model_fn(model_fn, SEEDS)
+    for _ in range(2):
+        pack.fit_members(x, y, members, fit)
+    for k, seed in enumerate(SEEDS):
+        alone = build_model(model_fn, seed=seed)
+        for _ in range(2):
+            fit_model(alone, x[members[k]], y[members[k]], fit, seed=seed)
+        exported = build_model(model_fn, seed=seed)
+        pack.export_replica(k, exported)
+        steps = int(alone.optimizer.iterations.numpy())
+        assert pack.steps[k] == steps
+        for mine, theirs in zip(exported.weights, alone.weights):
+            np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5,
+                                       atol=1e-4 * steps * _step_size(alone))
