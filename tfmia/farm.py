@@ -77,6 +77,7 @@ shuffle.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -766,42 +767,71 @@ def _assign(variable, value, keep) -> None:
 # Batches: replica k's steps are those fit_model(..., seed=seeds[k]) would take
 # ----------------------------------------------------------------------------------------------
 
-def _pack_steps(members: list, seeds: list, fit: FitConfig):
-    """Yield ``(rows (K, B) int64, weights (K, B) float32, active (K,) bool or None)`` for every pack step.
+class _ReplicaSteps:
+    """Replica k's training steps, as ``fit_model(..., seed=seed)`` takes them, padded to a common width.
 
-    Replica k's step s (epoch ``s // ceil(n_k / batch_size)``) takes the next
-    ``batch_size`` of its members in that epoch's :func:`epoch_order`; a short
-    batch is padded with its first row at weight 0.  A replica whose steps are
-    done idles (``active[k]`` False: its update is masked) on rows of its own
-    at weight 1, so that nothing it computes divides by zero.  ``active`` is
-    None while every replica steps.
+    Step s is batch ``s % per_epoch`` of epoch ``s // per_epoch``: the next
+    ``batch_size`` members in :func:`~tfmia._shuffled_batches.epoch_order`
+    (the last batch of an epoch may be short).  A batch is padded to
+    ``width`` with its first row at weight 0.  After its last step the
+    replica idles on rows of its own at weight 1 (so that nothing it computes
+    divides by zero) and is marked inactive: its update is masked.
     """
-    from ._shuffled_batches import epoch_order
 
-    counts = [len(m) for m in members]
-    batch = fit.batch_size
-    width = min(batch, max(counts))
-    per_epoch = [math.ceil(n / batch) for n in counts]
-    totals = [fit.epochs * steps for steps in per_epoch]
-    orders: list = [(None, None)] * len(members)
-    idle_rows = [np.resize(m, width) for m in members]
-    for step in range(max(totals)):
-        rows = np.empty((len(members), width), np.int64)
-        weights = np.zeros((len(members), width), np.float32)
-        active = np.ones(len(members), bool)
-        for k, member_rows in enumerate(members):
-            if step >= totals[k]:
-                active[k] = False
-                rows[k], weights[k] = idle_rows[k], 1.0
-                continue
-            epoch, position = divmod(step, per_epoch[k])
-            if orders[k][0] != epoch:
-                order = epoch_order(seeds[k], epoch, counts[k]) if fit.shuffle else np.arange(counts[k])
-                orders[k] = (epoch, member_rows[order])
-            taken = orders[k][1][position * batch:(position + 1) * batch]
-            rows[k, :taken.size], rows[k, taken.size:] = taken, taken[0]
-            weights[k, :taken.size] = 1.0
-        yield rows, weights, (None if active.all() else active)
+    def __init__(self, members: np.ndarray, seed: int, fit: FitConfig, width: int):
+        self.members, self.seed, self.fit, self.width = members, seed, fit, width
+        self.per_epoch = math.ceil(members.size / fit.batch_size)
+        self.total = fit.epochs * self.per_epoch
+        self._epoch = (None, None)
+
+    def _block(self, epoch: int):
+        """(rows, weights), each (per_epoch, width): the padded batches of ``epoch``."""
+        from ._shuffled_batches import epoch_order
+
+        if self._epoch[0] != epoch:
+            n, batch = self.members.size, self.fit.batch_size
+            order = epoch_order(self.seed, epoch, n) if self.fit.shuffle else np.arange(n)
+            rows = np.zeros((self.per_epoch, self.width), np.int64)
+            weights = np.zeros((self.per_epoch, self.width), np.float32)
+            position = np.arange(n)
+            rows[position // batch, position % batch] = self.members[order]
+            weights[position // batch, position % batch] = 1.0
+            rows = np.where(weights > 0, rows, rows[:, :1])
+            self._epoch = (epoch, (rows, weights))
+        return self._epoch[1]
+
+    def steps(self, start: int, stop: int):
+        """(rows (S, width), weights (S, width)) of steps ``start`` to ``stop``."""
+        rows = np.empty((stop - start, self.width), np.int64)
+        weights = np.ones((stop - start, self.width), np.float32)
+        rows[max(0, self.total - start):] = np.resize(self.members, self.width)  # idle steps
+        epochs, batches = np.divmod(np.arange(start, min(stop, self.total)), self.per_epoch)
+        for epoch in np.unique(epochs):
+            chosen = np.flatnonzero(epochs == epoch)
+            block_rows, block_weights = self._block(int(epoch))
+            rows[chosen], weights[chosen] = block_rows[batches[chosen]], block_weights[batches[chosen]]
+        return rows, weights
+
+
+def _pack_steps(members: list, seeds: list, fit: FitConfig, chunk: int = 64):
+    """Yield ``(rows (S, K, B) int64, weights (S, K, B) float32, active (K,) bool)`` for S pack steps at a time.
+
+    Pack step s is step s of every replica (:class:`_ReplicaSteps`); the
+    pack runs until its longest replica is done.  Chunks end where a
+    replica takes its last step, so the replicas active in a chunk are
+    active throughout it.
+    """
+    width = min(fit.batch_size, max(m.size for m in members))
+    replicas = [_ReplicaSteps(m, s, fit, width) for m, s in zip(members, seeds)]
+    ends = sorted({r.total for r in replicas})
+    start = 0
+    while start < ends[-1]:
+        stop = min(start + chunk, next(end for end in ends if end > start))
+        parts = [r.steps(start, stop) for r in replicas]
+        active = np.array([start < r.total for r in replicas])
+        yield (np.stack([rows for rows, _ in parts], axis=1), np.stack([weights for _, weights in parts], axis=1),
+               active)
+        start = stop
 
 
 def _check_members(members, n_replicas: int, n_records: int) -> list[np.ndarray]:
@@ -860,7 +890,8 @@ def _packed_model_class():
                                                           [packed.value for packed, _ in self._trainable_pairs.value],
                                                           self.n_replicas))
             self._input_dtype = replicas[0].inputs[0].dtype
-            self._packed_step = tf.function(self._train_step)
+            self._packed_steps = {masked: tf.function(functools.partial(self._train_steps, masked=masked),
+                                                      reduce_retracing=True) for masked in (False, True)}
             self._packed_infer = tf.function(self._infer, reduce_retracing=True)
 
         @classmethod
@@ -901,6 +932,11 @@ def _packed_model_class():
             return self._forward(tf.gather(pool, rows), None, logits=logits)
 
         # -- training ------------------------------------------------------------------------
+        def _train_steps(self, pool_x, pool_y, rows, weights, active, *, masked: bool):
+            """The steps of a chunk, in a loop in the graph (one call per chunk, not per step)."""
+            for step in tf.range(tf.shape(rows)[0]):
+                self._train_step(pool_x, pool_y, rows[step], weights[step], active if masked else None)
+
         def _train_step(self, pool_x, pool_y, rows, weights, active=None):
             optimizer = self._optimizer.value
             context = _StepContext(rows=weights, steps=tf.convert_to_tensor(optimizer.steps), updates=[])
@@ -944,10 +980,7 @@ def _packed_model_class():
             pool_x = tf.constant(x, dtype=self._input_dtype)
             pool_y = tf.constant(y)
             for rows, weights, active in _pack_steps(members, seeds, fit):
-                if active is None:
-                    self._packed_step(pool_x, pool_y, rows, weights)
-                else:
-                    self._packed_step(pool_x, pool_y, rows, weights, active)
+                self._packed_steps[not active.all()](pool_x, pool_y, rows, weights, active)
 
         # -- outputs -------------------------------------------------------------------------
         def predict_members(self, x, indices, *, batch_size: int = 512, logits: bool = False) -> list[np.ndarray]:
