@@ -891,8 +891,9 @@ def _packed_model_class():
                                                           self.n_replicas))
             self._input_dtype = replicas[0].inputs[0].dtype
             self._packed_steps = {masked: tf.function(functools.partial(self._train_steps, masked=masked),
-                                                      reduce_retracing=True) for masked in (False, True)}
-            self._packed_infer = tf.function(self._infer, reduce_retracing=True)
+                                                      reduce_retracing=True, autograph=False)
+                                  for masked in (False, True)}
+            self._packed_infer = tf.function(self._infer, reduce_retracing=True, autograph=False)
 
         @classmethod
         def from_model_fn(cls, model_fn, seeds) -> "PackedModel":
@@ -934,8 +935,12 @@ def _packed_model_class():
         # -- training ------------------------------------------------------------------------
         def _train_steps(self, pool_x, pool_y, rows, weights, active, *, masked: bool):
             """The steps of a chunk, in a loop in the graph (one call per chunk, not per step)."""
-            for step in tf.range(tf.shape(rows)[0]):
+            def body(step):
                 self._train_step(pool_x, pool_y, rows[step], weights[step], active if masked else None)
+                return step + 1
+
+            # One iteration at a time: each step reads the weights the step before wrote.
+            tf.while_loop(lambda step: step < tf.shape(rows)[0], body, [tf.constant(0)], parallel_iterations=1)
 
         def _train_step(self, pool_x, pool_y, rows, weights, active=None):
             optimizer = self._optimizer.value
