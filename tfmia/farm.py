@@ -156,13 +156,6 @@ def _model_layers(model) -> list:
     return layers
 
 
-def _regularizer_obstacle(layer, attribute: str) -> str | None:
-    regularizer = getattr(layer, attribute, None)
-    if regularizer is not None and _keras_class(regularizer) not in ("L1", "L2", "L1L2"):
-        return f"layer {layer.name!r} has {attribute} {regularizer!r} (only Keras' L1, L2 and L1L2 are packed)"
-    return None
-
-
 def _layer_obstacle(layer) -> str | None:
     """Why ``layer`` cannot be packed, or None."""
     kind = _keras_class(layer)
@@ -177,9 +170,9 @@ def _layer_obstacle(layer) -> str | None:
     for variable in layer.trainable_variables:
         if variable.constraint is not None:
             return f"layer {layer.name!r} constrains its weight {variable.name!r}"
-    for attribute in ("kernel_regularizer", "bias_regularizer", "gamma_regularizer", "beta_regularizer"):
-        if (reason := _regularizer_obstacle(layer, attribute)) is not None:
-            return reason
+        if variable.regularizer is not None and _keras_class(variable.regularizer) not in ("L1", "L2", "L1L2"):
+            return (f"layer {layer.name!r} regularises {variable.name!r} with {variable.regularizer!r} "
+                    "(only Keras' L1, L2 and L1L2, sums over the weights, are packed)")
     if kind == "Dense" and (getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)):
         return f"layer {layer.name!r} is a LoRA or quantized Dense"
     if kind in _CONVOLUTIONS and layer.groups != 1:
@@ -195,7 +188,11 @@ def _layer_obstacle(layer) -> str | None:
 
 
 def _resolve_loss(model):
-    """The compiled loss as a Keras ``Loss`` object, or a NotPackable saying why it cannot be split by record."""
+    """The compiled loss as the Keras ``Loss`` object ``compile`` uses, or NotPackable saying why not.
+
+    Keras' built-in losses wrap a loss function (``LossFunctionWrapper``);
+    only those whose function is one of Keras' sample-wise ones are packed.
+    """
     import keras
     from keras.src.losses.losses import LossFunctionWrapper  # what compile() wraps loss functions in
 
@@ -206,26 +203,17 @@ def _resolve_loss(model):
         if loss.lower() in ("crossentropy", "ce"):
             raise NotPackable(f"loss {loss!r} is resolved from the labels' shape; name the crossentropy")
         loss = keras.losses.get(loss)
-    if not isinstance(loss, keras.losses.Loss) and callable(loss):
+    if callable(loss) and not isinstance(loss, keras.losses.Loss):
         loss = LossFunctionWrapper(loss, name=getattr(loss, "__name__", "loss"))
-    if not isinstance(loss, keras.losses.Loss):
-        raise NotPackable(f"loss {model.loss!r} is not a Keras loss")
-    kind = _keras_class(loss)
-    function = getattr(loss, "fn", None) if kind == "LossFunctionWrapper" else None
-    name = getattr(function, "__name__", None) if function is not None else None
-    builtin_function = function is not None and getattr(function, "__module__", "").startswith("keras.")
-    if kind is None or (kind == "LossFunctionWrapper" and not (builtin_function and name in _SAMPLE_WISE_LOSSES)):
+    function = getattr(loss, "fn", None)
+    keras_function = getattr(function, "__module__", "").startswith("keras.")
+    if not (isinstance(loss, LossFunctionWrapper) and _keras_class(loss) and keras_function
+            and function.__name__ in _SAMPLE_WISE_LOSSES):
         raise NotPackable(f"loss {model.loss!r} is not one of Keras' sample-wise losses "
                           f"({', '.join(sorted(_SAMPLE_WISE_LOSSES))})")
-    if kind != "LossFunctionWrapper" and _snake(kind) not in _SAMPLE_WISE_LOSSES | {"k_l_divergence"}:
-        raise NotPackable(f"loss {type(loss).__name__} is not one of Keras' sample-wise losses")
     if loss.reduction not in _MEAN_REDUCTIONS + ("sum",):
         raise NotPackable(f"loss reduction {loss.reduction!r} is not packed (use the default or 'sum')")
     return loss
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
 # Optimisers whose update of a weight reads only that weight, its gradient and its own slots:
@@ -273,11 +261,11 @@ def packing_obstacle(model, fit: FitConfig | None = None) -> str | None:
         return f"fit_kwargs {sorted(fit.fit_kwargs)} are not packed (only epochs, batch_size and shuffle)"
     try:
         layers = _model_layers(model)
+        if not model.built or not model.inputs:
+            return f"model {model.name!r} is not built (start it with keras.Input)"
         _resolve_loss(model)
     except NotPackable as exc:
         return str(exc)
-    if not model.built or not model.inputs:
-        return f"model {model.name!r} is not built (start it with keras.Input)"
     for layer in layers:
         if (reason := _layer_obstacle(layer)) is not None:
             return reason
@@ -339,18 +327,18 @@ def available_memory() -> int | None:
 
 
 def estimate_pack_bytes(model, n_replicas: int, batch_size: int) -> int:
-    """Bytes a pack of ``n_replicas`` replicas of ``model`` needs while training at ``batch_size``.
+    """Bytes a pack of ``n_replicas`` replicas of a packable ``model`` needs while training at ``batch_size``.
 
-    ``4 * K * (P * (2 + s) + T * 2 + B * A * 3)``: every replica's P weights
-    twice (the replica built first, then its slice of the pack) plus its
-    optimiser's ``s`` slots and the gradient and an update temporary of its
-    T trainable weights, and per record of the batch every layer's A output
-    values three times (kept for the backward pass, their gradient, one
-    temporary).  The data the pack gathers from are counted by the caller.
+    ``4 * K * (2 P + T (s + 2) + 3 B A)`` for K replicas: each replica's P
+    weights twice (the replica as built, then its slice of the pack), its
+    optimiser's ``s`` slots, gradient and an update temporary for each of
+    its T trainable weights, and per record of the batch every layer's A
+    output values three times (kept for the backward pass, their gradient,
+    one temporary).  The records the pack gathers from are the caller's to add.
     """
     weights = sum(int(np.prod(v.shape)) for v in model.weights)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    slots = len(_OPTIMIZER_SLOTS.get(_keras_class(model.optimizer), lambda opt: ("?", "?"))(model.optimizer))
+    slots = len(_OPTIMIZER_SLOTS[_keras_class(model.optimizer)](model.optimizer))
     activations = sum(int(np.prod(layer.output.shape[1:])) for layer in _model_layers(model))
     per_replica = weights * 2 + trainable * (slots + 2) + batch_size * activations * 3
     return 4 * n_replicas * per_replica
@@ -484,7 +472,7 @@ def _replica_shape(rank: int, n_replicas: int) -> tuple:
     return (n_replicas,) + (1,) * (rank - 1)
 
 
-def _packed_layer_class():
+def _packed_layer_classes():
     """The Keras layer classes of a pack (defined on first use: importing Keras is slow)."""
     import keras
     import tensorflow as tf
@@ -857,7 +845,7 @@ def _packed_model_class():
     import keras
     import tensorflow as tf
 
-    layer_classes = _packed_layer_class()
+    layer_classes = _packed_layer_classes()
 
     class PackedModel(keras.Model):
         """K replicas of one compiled Keras model as one Keras model (see the module docstring).
@@ -907,7 +895,7 @@ def _packed_model_class():
 
         @property
         def recipe(self):
-            """Replica 0's Keras model as built (the architecture every replica shares)."""
+            """Replica 0's Keras model object: the recipe's architecture (``export_replica`` may overwrite its state)."""
             return self._recipe.value
 
         @property
