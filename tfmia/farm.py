@@ -81,12 +81,11 @@ import functools
 import logging
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from ._validate import check_positive_int
-from .training import FitConfig, build_model, keras_seed_scope
+from .training import FitConfig, build_model
 
 __all__ = ["NotPackable", "PackedModel", "packing_obstacle", "check_packable", "estimate_pack_bytes",
            "available_memory", "choose_pack_size", "train_packed"]
@@ -676,7 +675,8 @@ _UPDATES = {"SGD": _sgd_update, "Adam": _adam_update, "AdamW": _adam_update, "RM
 class _PackedOptimizer:
     """The replicas' compiled optimiser applied to the stacked weights.
 
-    ``optimizer`` (replica 0's, built here on its model's weights) gives the
+    ``optimizer`` (replica 0's, built here on its model's trainable weights
+    ``template_variables``, whose order its slot lists follow) gives the
     formula, the settings and each slot's initial value; every replica gets
     its own copy of every slot and its own step counter ``steps[k]``.
     Keras' order within an update is kept: clip the gradient (per replica),
@@ -692,12 +692,9 @@ class _PackedOptimizer:
         self.update = _UPDATES[_keras_class(optimizer)]
         self.variables = stacked_variables
         self.slot_names = _OPTIMIZER_SLOTS[_keras_class(optimizer)](optimizer)
-        index = {id(v): i for i, v in enumerate(template_variables)}
-        self.slots = {
-            name: [tf.Variable(np.repeat(np.asarray(getattr(optimizer, name)[index[id(v)]].value)[None], n_replicas,
-                                         axis=0), trainable=False) for v in template_variables]
-            for name in self.slot_names
-        }
+        self.slots = {name: [tf.Variable(np.repeat(np.asarray(slot.value)[None], n_replicas, axis=0), trainable=False)
+                             for slot in getattr(optimizer, name)]
+                      for name in self.slot_names}
         self.steps = tf.Variable(np.zeros(n_replicas, np.int64), trainable=False)
         self.learning_rate = float(optimizer.learning_rate.numpy())
         self.n_replicas = n_replicas
@@ -725,23 +722,22 @@ class _PackedOptimizer:
                 value = value - value * np.float32(optimizer.weight_decay) * learning_rate
             slots = {name: self.slots[name][i] for name in self.slot_names}
             new_value, new_slots = self.update(optimizer, self._clip(tf.convert_to_tensor(gradient)), value,
-                                               {name: tf.convert_to_tensor(s) for name, s in slots.items()}, learning_rate,
-                                               local_step)
+                                               {name: tf.convert_to_tensor(slot) for name, slot in slots.items()},
+                                               learning_rate, local_step)
             keep = None if active is None else tf.reshape(active, _replica_shape(rank, self.n_replicas))
             _assign(variable, new_value, keep)
             for name, slot_value in new_slots.items():
                 _assign(slots[name], slot_value, keep)
         self.steps.assign_add(tf.ones_like(self.steps) if active is None else tf.cast(active, tf.int64))
 
-    def export(self, k: int, optimizer, template_variables: list) -> None:
-        """Set ``optimizer`` (of a replica model with ``template_variables``) to replica k's state."""
+    def export(self, k: int, optimizer, trainable_variables: list) -> None:
+        """Set ``optimizer``, of a model of the recipe with ``trainable_variables``, to replica k's state."""
         if not optimizer.built:
-            optimizer.build(template_variables)
-        index = {id(v): i for i, v in enumerate(template_variables)}
+            optimizer.build(trainable_variables)
         optimizer.iterations.assign(self.steps[k])
         for name in self.slot_names:
-            for variable, slot in zip(template_variables, self.slots[name]):
-                getattr(optimizer, name)[index[id(variable)]].assign(slot[k])
+            for target, slot in zip(getattr(optimizer, name), self.slots[name], strict=True):
+                target.assign(slot[k])
 
 
 def _assign(variable, value, keep) -> None:
@@ -895,7 +891,7 @@ def _packed_model_class():
 
         @property
         def recipe(self):
-            """Replica 0's Keras model object: the recipe's architecture (``export_replica`` may overwrite its state)."""
+            """Replica 0's Keras model: the recipe's architecture (``export_replica`` may overwrite its state)."""
             return self._recipe.value
 
         @property
