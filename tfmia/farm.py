@@ -948,11 +948,12 @@ def _packed_model_class():
                                                                                       self.n_replicas))
                 _assign(variable.value, value, keep)
 
-        def fit_members(self, x, y, members, fit: FitConfig, *, seeds=None) -> None:
+        def fit_members(self, x, y, members, fit: FitConfig, *, seeds=None, progress: bool = False) -> None:
             """Train replica k on records ``members[k]`` of ``(x, y)`` as ``fit_model(..., fit, seed=seeds[k])`` would.
 
             ``seeds`` default to those the pack was built with.  Fitting again
             continues training, with each epoch's order starting over at epoch 0.
+            ``progress``: a progress bar over the pack's steps.
             """
             seeds = self.seeds if seeds is None else [int(s) for s in seeds]
             if seeds is None or len(seeds) != self.n_replicas:
@@ -968,8 +969,12 @@ def _packed_model_class():
             members = _check_members(members, self.n_replicas, x.shape[0])
             pool_x = tf.constant(x, dtype=self._input_dtype)
             pool_y = tf.constant(y)
+            total = fit.epochs * max(math.ceil(m.size / fit.batch_size) for m in members)
+            bar = keras.utils.Progbar(total, unit_name="pack step") if progress else None
             for rows, weights, active in _pack_steps(members, seeds, fit):
                 self._packed_steps[not active.all()](pool_x, pool_y, rows, weights, active)
+                if bar is not None:
+                    bar.add(rows.shape[0])
 
         # -- outputs -------------------------------------------------------------------------
         def predict_members(self, x, indices, *, batch_size: int = 512, logits: bool = False) -> list[np.ndarray]:
@@ -1032,20 +1037,20 @@ def __getattr__(name):
 
 
 def train_packed(model_fn, x, y, members, fit: FitConfig, *, seeds, queries, predict_batch_size: int = 512,
-                 logits: bool = False) -> list[dict]:
+                 logits: bool = False, progress: bool = False) -> list[dict]:
     """Train ``len(seeds)`` replicas packed; each one's outputs on its ``queries`` and its weights file.
 
     Replica k is ``build_model(model_fn, seed=seeds[k])`` trained on records
     ``members[k]`` of ``(x, y)`` (module docstring).  Returns per replica
     ``{"outputs", "is_logits", "weights"}`` (``weights``: the bytes of its
     ``.weights.h5`` file), what :func:`tfmia.shadow_training.train_shadow_models`
-    stores for each model.
+    stores for each model.  ``progress``: a progress bar over the training steps.
     """
     from .features.predictions import outputs_are_logits
     from .training import weights_bytes
 
     pack = __getattr__("PackedModel").from_model_fn(model_fn, seeds)
-    pack.fit_members(x, y, members, fit)
+    pack.fit_members(x, y, members, fit, progress=progress)
     outputs = pack.predict_members(x, queries, batch_size=predict_batch_size, logits=logits)
     model = pack.recipe
     is_logits = bool(logits or outputs_are_logits(model))

@@ -180,21 +180,22 @@ def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, p
     return [{"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights_bytes(model)}]
 
 
-def _pack_job(model_fn, x, y, members, queries, fit: FitConfig, seeds, predict_batch_size: int, logits: bool):
+def _pack_job(model_fn, x, y, members, queries, fit: FitConfig, seeds, predict_batch_size: int, logits: bool,
+              progress: bool = False):
     """One pack of models (runs in a worker), trained together (:func:`tfmia.farm.train_packed`); a result per model."""
     from .farm import train_packed
 
     return train_packed(model_fn, x, y, members, fit, seeds=seeds, queries=queries,
-                        predict_batch_size=predict_batch_size, logits=logits)
+                        predict_batch_size=predict_batch_size, logits=logits, progress=progress)
 
 
-def _submit_pack(executor, model_fn, x, y, pack_splits, fit, seeds, predict_batch_size, logits):
+def _submit_pack(executor, model_fn, x, y, pack_splits, fit, seeds, predict_batch_size, logits, progress):
     """Submit one pack with the records it uses (members and queried records), re-indexed."""
     used = np.unique(np.concatenate([np.concatenate([in_idx, query]) for in_idx, _, query in pack_splits]))
     members = [np.searchsorted(used, in_idx) for in_idx, _, _ in pack_splits]
     queries = [np.searchsorted(used, query) for _, _, query in pack_splits]
     return executor.submit(_pack_job, model_fn, x[used], y[used], members, queries, fit, seeds,
-                           predict_batch_size, logits)
+                           predict_batch_size, logits, progress)
 
 
 def _progress(total: int, enabled: bool):
@@ -237,7 +238,7 @@ def train_shadow_models(
         seed: seeds the in/out splits and each model's initialisation (model i uses seed + 1 + i).
         run_dir: folder to checkpoint into and resume from (None: keep nothing on disk).
         executor: where jobs run (default: in this process, one after another).
-        progress: show a progress bar over models.
+        progress: show a progress bar over models (and, in this process, over each pack's training steps).
         predict_batch_size: inference batch size for the stored outputs.
         logits: store the pre-softmax scores of softmax models (see ``AttackInputs.from_model``).
         tag: distinguishes several runs sharing one run directory's config (e.g. "lira").
@@ -329,8 +330,10 @@ def train_shadow_models(
             future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit,
                                      seed + 1 + job[0], predict_batch_size, bool(logits))
         else:
+            # In this process, a pack's steps get a progress bar of their own (a pack may train for long).
             future = _submit_pack(executor, model_fn, x, y, [splits[i] for i in job], fit,
-                                  [seed + 1 + i for i in job], predict_batch_size, bool(logits))
+                                  [seed + 1 + i for i in job], predict_batch_size, bool(logits),
+                                  bar is not None and isinstance(executor, SequentialExecutor))
         pending[future] = job
         # Store whatever has finished already (with the in-process executor: this job), so that an
         # interruption loses at most the jobs still running.
