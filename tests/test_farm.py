@@ -202,6 +202,16 @@ def _custom_loss(y_true, y_pred):
     return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
 
 
+def _functional_chain():
+    import keras
+
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(4, activation="relu")(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
 def _variant(kind):
     import keras
 
@@ -229,6 +239,11 @@ def _variant(kind):
     elif kind == "constraint":
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, kernel_constraint="max_norm")])
         model.compile("adam", "mse")
+    elif kind == "residual":
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dense(6)(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Add()([inputs, hidden])))
+        model.compile("adam", "mse")
     elif kind == "defended":
         model = build_model(defended(dense_net, DPSGD(1.0, 0.5)))
     return model
@@ -237,7 +252,7 @@ def _variant(kind):
 @pytest.mark.parametrize("kind, reason", [
     ("global_clipnorm", "global_clipnorm"), ("custom_loss", "sample-wise losses"), ("schedule", "schedule"),
     ("two_inputs", "2 inputs"), ("unsupported_layer", "GaussianNoise is not supported"), ("frozen", "frozen"),
-    ("constraint", "constrains"), ("defended", "DPSGDModel .*its own train_step"),
+    ("constraint", "constrains"), ("residual", "not a chain"), ("defended", "DPSGDModel .*its own train_step"),
 ])
 def test_what_couples_replicas_or_is_unknown_is_refused(kind, reason):
     model = _variant(kind)
@@ -245,6 +260,7 @@ def test_what_couples_replicas_or_is_unknown_is_refused(kind, reason):
     with pytest.raises(NotPackable, match=reason):
         check_packable(model)
     assert packing_obstacle(dense_net()) is None
+    assert packing_obstacle(_functional_chain()) is None
     assert "fit_kwargs" in packing_obstacle(dense_net(), FitConfig(epochs=1, fit_kwargs={"class_weight": {0: 2.0}}))
 
 
@@ -388,3 +404,24 @@ def test_a_second_fit_continues_each_replica_from_its_own_step():
         for mine, theirs in zip(exported.weights, alone.weights):
             np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5,
                                        atol=1e-4 * steps * _step_size(alone))
+
+
+def sequence_net(optimizer="adam"):
+    """Conv1D, a Dense applied to every time step (rank-3 input), average pooling over time."""
+    import keras
+
+    model = keras.Sequential([keras.Input((7, 3)), keras.layers.Conv1D(4, 2, activation="tanh"),
+                              keras.layers.Dense(5, activation="relu"), keras.layers.GlobalAveragePooling1D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(_optimizer(optimizer), keras.losses.SparseCategoricalCrossentropy())
+    return model
+
+
+def test_sequence_replicas_match_keras():
+    x, y = _records((7, 3))
+    _assert_replicas_match_keras(sequence_net, x, y, _members(len(x)), FitConfig(epochs=2, batch_size=8))
+
+
+def test_functional_chain_replicas_match_keras():
+    x, y = _records((6,))
+    _assert_replicas_match_keras(_functional_chain, x, y, _members(len(x)), FitConfig(epochs=2, batch_size=8))
