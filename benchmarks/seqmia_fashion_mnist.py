@@ -2,6 +2,7 @@
 
     python benchmarks/seqmia_fashion_mnist.py [--split-size 2500] [--epochs 50]
         [--distill-size 10000] [--distill-epochs 50] [--attack-epochs 150] [--lira-models 8] [--seed 0]
+    python benchmarks/seqmia_fashion_mnist.py --lira-only --lira-models 64   # the target and LiRA only
 
 Setting (Li et al. 2024, section 5.1, scaled to two CPU cores):
 
@@ -24,8 +25,10 @@ Setting (Li et al. 2024, section 5.1, scaled to two CPU cores):
   the shuffled-steps control and metrics standardised with shadow
   statistics.
 * LiRA: ``--lira-models`` reference models on random halves of target train
-  + target test (each record in half of them): offline with per-record and
-  with global variance, online likewise.
+  + target test (each record in half of them), trained packed where the
+  model allows (``tfmia.farm``; ``--lira-packed false`` trains them one after
+  another): offline with per-record and with global variance, online
+  likewise.  ``--lira-only`` runs just these rows (and the target).
 
 Everything is checkpointed under ``--run-dir``; a rerun resumes (and its
 stage times then show the loading, not the training).  Prints a Markdown
@@ -106,40 +109,13 @@ def train_target(model_fn, parts, recipe: FitConfig, run_dir: Path, stages: Stag
     return target, info
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split-size", type=int, default=2500)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--distill-size", type=int, default=10000)
-    parser.add_argument("--distill-epochs", type=int, default=50)
-    parser.add_argument("--attack-epochs", type=int, default=150)
-    parser.add_argument("--lira-models", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-dir", default=str(HERE / "results" / "seqmia_fashion_mnist_run"))
-    parser.add_argument("--out", default=str(HERE / "results" / "seqmia_fashion_mnist.json"))
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    stages = Stages()
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    dataset = load_fashion_mnist(allow_download=False)
-    n = args.split_size
-    parts = partition(dataset.x, dataset.y, {"target_train": n, "target_test": n, "shadow_train": n,
-                                             "shadow_test": n}, seed=args.seed)
-    x_distill = parts["remainder"][0][: args.distill_size]
-    model_fn = functools.partial(cnn_model, dataset.x.shape[1:], dataset.num_classes)
-    recipe = FitConfig(epochs=args.epochs, batch_size=args.batch_size)
-
-    target, target_info = train_target(model_fn, parts, recipe, run_dir, stages, args.seed)
+def all_rows(model_fn, recipe, parts, target, members_view, non_members_view, x_distill, args, run_dir: Path,
+             stages) -> list:
+    """Every attack of the benchmark: shadow-model and metric attacks, LiRA, TrajectoryMIA, SeqMIA variants."""
     members = (target, *parts["target_train"])
     non_members = (target, *parts["target_test"])
-    members_view = AttackInputs.from_model(target, *parts["target_train"])
-    non_members_view = AttackInputs.from_model(target, *parts["target_test"])
     x_shadow = np.concatenate([parts["shadow_train"][0], parts["shadow_test"][0]])
     y_shadow = np.concatenate([parts["shadow_train"][1], parts["shadow_test"][1]])
-
     common = dict(fit=recipe, distill_epochs=args.distill_epochs, run_dir=run_dir / "sequences",
                   seed=args.seed, progress=False)
     seqmia = SeqMIA(model_fn, training=AttackTraining(epochs=args.attack_epochs), **common)
@@ -162,18 +138,7 @@ def main(argv=None) -> int:
             getattr(attack, "metric", None), "shadow training (Salem et al., 1 shadow)")
         rows.append(row(attack.evaluate(members_view, non_members_view, name=name), time.perf_counter() - start))
 
-    pool = (np.concatenate([parts["target_train"][0], parts["target_test"][0]]),
-            np.concatenate([parts["target_train"][1], parts["target_test"][1]]))
-    lira_kwargs = dict(fit=recipe, n_models=args.lira_models, run_dir=run_dir / "lira", seed=args.seed,
-                       progress=False)
-    lira_indices = dict(member_indices=np.arange(n), non_member_indices=np.arange(n, 2 * n))
-    for online in (False, True):
-        for global_variance in (False, True):
-            lira = LiRA(model_fn, online=online, global_variance=global_variance, **lira_kwargs)
-            stages("LiRA reference models", lira.fit, *pool)
-            start = time.perf_counter()
-            rows.append(row(lira.evaluate(members_view, non_members_view, **lira_indices),
-                            time.perf_counter() - start))
+    rows += lira_rows(model_fn, recipe, parts, members_view, non_members_view, args, run_dir, stages)
 
     sequence_attacks = [
         TrajectoryMIA(model_fn, **common),
@@ -190,6 +155,72 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         stages(f"{attack.name} attack model", attack.fit, x_shadow, y_shadow, x_distill)
         rows.append(row(attack.evaluate(members, non_members), time.perf_counter() - start))
+
+    return rows
+
+
+def lira_rows(model_fn, recipe, parts, members_view, non_members_view, args, run_dir: Path, stages) -> list:
+    """LiRA offline/online, per-record/global variance, with ``--lira-models`` reference models on random
+    halves of target train + target test (trained once, packed where the model allows, then resumed)."""
+    n = args.split_size
+    pool = (np.concatenate([parts["target_train"][0], parts["target_test"][0]]),
+            np.concatenate([parts["target_train"][1], parts["target_test"][1]]))
+    lira_kwargs = dict(fit=recipe, n_models=args.lira_models, run_dir=run_dir / f"lira_{args.lira_models}",
+                       seed=args.seed, progress=False, packed=args.lira_packed)
+    lira_indices = dict(member_indices=np.arange(n), non_member_indices=np.arange(n, 2 * n))
+    rows = []
+    for online in (False, True):
+        for global_variance in (False, True):
+            lira = LiRA(model_fn, online=online, global_variance=global_variance, **lira_kwargs)
+            stages(f"LiRA: {args.lira_models} reference models", lira.fit, *pool)
+            start = time.perf_counter()
+            rows.append(row(lira.evaluate(members_view, non_members_view, **lira_indices),
+                            time.perf_counter() - start))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split-size", type=int, default=2500)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--distill-size", type=int, default=10000)
+    parser.add_argument("--distill-epochs", type=int, default=50)
+    parser.add_argument("--attack-epochs", type=int, default=150)
+    parser.add_argument("--lira-models", type=int, default=8)
+    parser.add_argument("--lira-only", action="store_true",
+                        help="train the target (or load it) and run only the LiRA rows")
+    parser.add_argument("--lira-packed", default="auto", type=lambda v: {"true": True, "false": False}.get(v, v),
+                        choices=[True, False, "auto"], help="train LiRA's reference models packed (tfmia.farm)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", default=str(HERE / "results" / "seqmia_fashion_mnist_run"))
+    parser.add_argument("--out", default=None,
+                        help="JSON results (default: benchmarks/results/seqmia_fashion_mnist[_lira_K].json)")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        suffix = f"_lira_{args.lira_models}" if args.lira_only else ""
+        args.out = str(HERE / "results" / f"seqmia_fashion_mnist{suffix}.json")
+    started = time.perf_counter()
+    stages = Stages()
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    dataset = load_fashion_mnist(allow_download=False)
+    n = args.split_size
+    parts = partition(dataset.x, dataset.y, {"target_train": n, "target_test": n, "shadow_train": n,
+                                             "shadow_test": n}, seed=args.seed)
+    x_distill = parts["remainder"][0][: args.distill_size]
+    model_fn = functools.partial(cnn_model, dataset.x.shape[1:], dataset.num_classes)
+    recipe = FitConfig(epochs=args.epochs, batch_size=args.batch_size)
+
+    target, target_info = train_target(model_fn, parts, recipe, run_dir, stages, args.seed)
+    members_view = AttackInputs.from_model(target, *parts["target_train"])
+    non_members_view = AttackInputs.from_model(target, *parts["target_test"])
+    if args.lira_only:
+        rows = lira_rows(model_fn, recipe, parts, members_view, non_members_view, args, run_dir, stages)
+    else:
+        rows = all_rows(model_fn, recipe, parts, target, members_view, non_members_view, x_distill, args, run_dir,
+                        stages)
 
     total = time.perf_counter() - started
     settings = {**vars(args), "distill_set": int(x_distill.shape[0]), "platform": platform.platform(),

@@ -3,9 +3,10 @@
     python examples/shadow_models_dask.py                       # a LocalCluster on this machine
     python examples/shadow_models_dask.py --scheduler tcp://host:8786   # an existing cluster
 
-Every shadow model is an independent job submitted to the executor; finished
-models are checkpointed to --run-dir, so an interrupted run resumes where it
-stopped.  The same code runs with ``concurrent.futures.ProcessPoolExecutor``
+The shadow models train in packs (``tfmia.farm``: several models as one
+Keras model), one pack per worker by default (``--pack-size``); each pack is
+an independent job submitted to the executor, and finished packs are
+checkpointed to --run-dir, so an interrupted run resumes where it stopped.  The same code runs with ``concurrent.futures.ProcessPoolExecutor``
 or in-process (no executor).  On a real cluster the workers need tfmia
 installed and the model_fn importable (here: tfmia.demo.mlp_model).
 """
@@ -31,6 +32,8 @@ def main(argv=None):
     parser.add_argument("--shadows", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--size", type=int, default=300, help="training records of the target and of each shadow")
+    parser.add_argument("--pack-size", type=int, default=None,
+                        help="shadow models per pack, i.e. per job (default: the models spread over the workers)")
     parser.add_argument("--run-dir", default="shadow-run")
     parser.add_argument("--attack-model", default="logreg", choices=("mlp", "logreg", "rf", "gbdt"))
     args = parser.parse_args(argv)
@@ -48,9 +51,11 @@ def main(argv=None):
     cluster = None if args.scheduler else LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                                         dashboard_address=None)
     with Client(args.scheduler or cluster) as client:
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        pack_size = args.pack_size or -(-args.shadows // workers)
         attack = ShadowModelAttack(model_fn, n_shadows=args.shadows, attack_model=args.attack_model,
                                    fit_config=recipe, train_size=args.size, run_dir=args.run_dir,
-                                   executor=client.get_executor())
+                                   executor=client.get_executor(), pack_size=pack_size)
         attack.fit(*parts["attacker"])
     if cluster is not None:
         cluster.close()

@@ -54,8 +54,8 @@ def test_defended_model_fns_with_other_bases_or_defences_are_refused(tmp_path):
     validation = (x[200:260], y[200:260])
     with pytest.raises(ValueError, match=r"differs in: model\.architecture, model\.defense\.config\.alpha, "):
         _shadows(defended(mlp_32, MixupMMD(validation)), tmp_path)  # another defence class: another train_step
-    with pytest.raises(ValueError, match=r"differs in: model\.architecture, model\.defense\)"):
-        _shadows(mlp_32, tmp_path)  # the same graph, undefended
+    with pytest.raises(ValueError, match=r"differs in: model\.architecture, model\.defense, packing\)"):
+        _shadows(mlp_32, tmp_path)  # the same graph, undefended (and packed: defended models are not)
     again = _shadows(defended(mlp_32, DPSGD(1.0, 0.5)), tmp_path)
     assert again.trained == [] and again.resumed == [0]
     np.testing.assert_array_equal(again.models[0].outputs, first.models[0].outputs)
@@ -273,14 +273,14 @@ def test_a_rerun_after_a_kill_before_a_rename_resumes_and_removes_the_leftover(t
         from tfmia.training import FitConfig
         x, y = digits()
         train_shadow_models(digits_mlp, x[:200], y[:200], n_shadows=2, fit=FitConfig(epochs=1, batch_size=16),
-                            train_size=50, seed=4, run_dir=sys.argv[1], progress=False)
+                            train_size=50, seed=4, run_dir=sys.argv[1], progress=False, packed=False)
     """, "shadow_0001", tmp_path)
     leftovers = _hidden_files(tmp_path)
     assert len(leftovers) == 1 and leftovers[0].startswith(".shadow_0001"), leftovers
     assert (tmp_path / "shadow_0000.npz").exists() and not (tmp_path / "shadow_0001.npz").exists()
     x, y = digits()
     shadows = train_shadow_models(digits_mlp, x[:200], y[:200], n_shadows=2, fit=ONE_EPOCH, train_size=50, seed=4,
-                                  run_dir=tmp_path, progress=False)
+                                  run_dir=tmp_path, progress=False, packed=False)  # packs resume whole: test_farm
     assert shadows.resumed == [0] and shadows.trained == [1]
     assert _hidden_files(tmp_path) == []
 

@@ -39,6 +39,12 @@ def test_lira_split_puts_every_record_in_half_the_models():
         membership[i, in_idx] = True
         assert np.array_equal(np.sort(np.r_[in_idx, out_idx]), np.arange(300)) and query.size == 300
     assert np.all(membership.sum(axis=0) == 3)
+    # Any first 2k models are balanced too (fewer references are a prefix of more), and a model's
+    # training set is a random half, not the same for every pair.
+    for k in (1, 2):
+        assert np.all(membership[: 2 * k].sum(axis=0) == k)
+    assert np.all(membership.sum(axis=1) == 150)
+    assert not np.array_equal(membership[0], membership[2]) and not np.array_equal(membership[0], membership[3])
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -128,6 +134,7 @@ def test_dask_local_cluster_executor(tmp_path):
 
 
 def test_resume_after_the_run_is_killed(tmp_path):
+    """One model after another (packs resume whole: tests/test_farm.py)."""
     slow = FitConfig(epochs=60, batch_size=8)
     script = textwrap.dedent(f"""
         import sys
@@ -137,7 +144,7 @@ def test_resume_after_the_run_is_killed(tmp_path):
         from tfmia.training import FitConfig
         x, y = digits()
         train_shadow_models(small_mlp, x[:400], y[:400], n_shadows=3, fit=FitConfig(epochs=60, batch_size=8),
-                            train_size=100, seed=7, run_dir=sys.argv[1], progress=False)
+                            train_size=100, seed=7, run_dir=sys.argv[1], progress=False, packed=False)
     """)
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     first = tmp_path / "shadow_0000.npz"
@@ -150,7 +157,7 @@ def test_resume_after_the_run_is_killed(tmp_path):
     stamp = first.stat().st_mtime_ns
     x, y = digits()
     shadows = train_shadow_models(small_mlp, x[:400], y[:400], n_shadows=3, fit=slow, train_size=100, seed=7,
-                                  run_dir=tmp_path, progress=False)
+                                  run_dir=tmp_path, progress=False, packed=False)
     assert 0 in shadows.resumed and shadows.trained, (shadows.resumed, shadows.trained)
     assert sorted(shadows.resumed + shadows.trained) == [0, 1, 2]
     assert first.stat().st_mtime_ns == stamp  # not retrained

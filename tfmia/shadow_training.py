@@ -25,6 +25,8 @@ In/out schemes (``scheme``):
 ``"disjoint"`` as "shokri", but no record is used by two models.
 ``"lira"``     every record is "in" for exactly half of the models (Carlini et
                al. 2022's ``keep`` matrix); models are queried on every record.
+               Models come in pairs trained on complementary random halves, so
+               the first 2k models are a balanced set of their own.
 
 ``holdout`` names pool records that no model trains on but every model is
 queried on (RMIA's population records, or audited records that offline
@@ -36,8 +38,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +45,9 @@ import numpy as np
 from ._serialization import atomic_write_bytes
 from ._validate import check_positive_int
 from .data import AttackInputs
-from .runs import RunDirectory, describe_fit, describe_model_fn, fingerprint_arrays
-from .training import FitConfig, build_model, fit_model
+from .farm import choose_pack_size
+from .runs import RunDirectory, describe_fit, describe_model, fingerprint_arrays
+from .training import FitConfig, build_model, fit_model, weights_bytes
 
 __all__ = ["ShadowModel", "ShadowModels", "train_shadow_models", "SequentialExecutor", "shadow_splits", "SCHEMES"]
 
@@ -177,10 +178,15 @@ def _scheme_splits(n_pool: int, *, n_shadows: int, train_size: int | None, schem
     rng = np.random.default_rng(seed)
     splits = []
     if scheme == "lira":
-        if n_shadows < 2:
-            raise ValueError("the 'lira' scheme needs n_shadows >= 2 (each record is in half the models)")
-        order = rng.uniform(size=(n_shadows, n_pool)).argsort(axis=0)
-        keep = order < n_shadows // 2
+        if n_shadows < 2 or n_shadows % 2:
+            raise ValueError(f"the 'lira' scheme needs an even n_shadows >= 2 (each record is in exactly half of "
+                             f"the models), got {n_shadows}")
+        # Models 2j and 2j + 1 train on complementary random halves, so every record is in exactly
+        # half of the models, and of any first 2k of them (fewer references are a prefix of more).
+        keep = np.empty((n_shadows, n_pool), dtype=bool)
+        for j in range(n_shadows // 2):
+            keep[2 * j] = rng.permutation(n_pool) < n_pool // 2
+            keep[2 * j + 1] = ~keep[2 * j]
         everything = np.arange(n_pool)
         for i in range(n_shadows):
             splits.append((np.flatnonzero(keep[i]), np.flatnonzero(~keep[i]), everything))
@@ -205,18 +211,31 @@ def _scheme_splits(n_pool: int, *, n_shadows: int, train_size: int | None, schem
 
 def _train_job(model_fn, x_train, y_train, x_query, fit: FitConfig, seed: int, predict_batch_size: int,
                logits: bool = False):
-    """One job (runs in a worker): train, query, and return outputs and weights bytes."""
+    """One model (runs in a worker): train, query; ``[{"outputs", "is_logits", "weights"}]`` (weights as bytes)."""
     from .features.predictions import outputs_are_logits, predict
 
     model = build_model(model_fn, seed=seed)
     fit_model(model, x_train, y_train, fit, seed=seed)
     outputs = predict(model, x_query, batch_size=predict_batch_size, logits=logits)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.weights.h5")
-        model.save_weights(path)
-        with open(path, "rb") as fh:
-            weights = fh.read()
-    return {"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights}
+    return [{"outputs": outputs, "is_logits": logits or outputs_are_logits(model), "weights": weights_bytes(model)}]
+
+
+def _pack_job(model_fn, x, y, members, queries, fit: FitConfig, seeds, predict_batch_size: int, logits: bool,
+              progress: bool = False):
+    """One pack of models (runs in a worker), trained together (:func:`tfmia.farm.train_packed`); a result per model."""
+    from .farm import train_packed
+
+    return train_packed(model_fn, x, y, members, fit, seeds=seeds, queries=queries,
+                        predict_batch_size=predict_batch_size, logits=logits, progress=progress)
+
+
+def _submit_pack(executor, model_fn, x, y, pack_splits, fit, seeds, predict_batch_size, logits, progress):
+    """Submit one pack with the records it uses (members and queried records), re-indexed."""
+    used = np.unique(np.concatenate([np.concatenate([in_idx, query]) for in_idx, _, query in pack_splits]))
+    members = [np.searchsorted(used, in_idx) for in_idx, _, _ in pack_splits]
+    queries = [np.searchsorted(used, query) for _, _, query in pack_splits]
+    return executor.submit(_pack_job, model_fn, x[used], y[used], members, queries, fit, seeds,
+                           predict_batch_size, logits, progress)
 
 
 def _progress(total: int, enabled: bool):
@@ -244,6 +263,9 @@ def train_shadow_models(
     logits: bool = False,
     tag: str = "",
     holdout=None,
+    packed="auto",
+    pack_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> ShadowModels:
     """Train ``n_shadows`` models of ``model_fn`` on the attacker's pool ``(x, y)``.
 
@@ -257,11 +279,19 @@ def train_shadow_models(
         seed: seeds the in/out splits and each model's initialisation (model i uses seed + 1 + i).
         run_dir: folder to checkpoint into and resume from (None: keep nothing on disk).
         executor: where jobs run (default: in this process, one after another).
-        progress: show a progress bar over models.
+        progress: show a progress bar over models (and, in this process, over each pack's training steps).
         predict_batch_size: inference batch size for the stored outputs.
         logits: store the pre-softmax scores of softmax models (see ``AttackInputs.from_model``).
         tag: distinguishes several runs sharing one run directory's config (e.g. "lira").
         holdout: pool indices no model trains on, queried by every model (see module docstring).
+        packed: train the models in packs, as one Keras model each (:mod:`tfmia.farm`): ``"auto"`` where
+            the model allows (else one after another, with a log line), ``True`` (or a ``ValueError``
+            saying why not), ``False`` (one after another).  A packed model is the sequential one up
+            to float rounding: the same initial weights, batches, dropout masks and updates.
+        pack_size: models per pack (default: all, or as many as fit ``memory_budget``).  Each pack is
+            one job on ``executor`` and is checkpointed whole: a resumed run retrains a pack unless
+            all its models are stored.
+        memory_budget: bytes a pack may use (default: half the available memory).
     """
     check_positive_int(n_shadows, "n_shadows")
     x = np.asarray(x)
@@ -273,13 +303,19 @@ def train_shadow_models(
     splits = shadow_splits(x.shape[0], n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed,
                            holdout=holdout)
     held = _holdout_indices(holdout, x.shape[0])
+    first = build_model(model_fn, seed=seed + 1) if packed is not False or run_dir is not None else None  # model 0
+    size = choose_pack_size(first, fit, n_models=n_shadows, packed=packed, pack_size=pack_size,
+                            memory_budget=memory_budget, data_bytes=2 * x.size * 4 + y.nbytes)
+    jobs = [[i] for i in range(n_shadows)] if size is None else \
+        [list(range(start, min(start + size, n_shadows))) for start in range(0, n_shadows, size)]
     run = None
     if run_dir is not None:
+        packing = {} if size is None else {"packing": {"pack_size": size}}  # sequential runs keep their old config
         run = RunDirectory(
             run_dir,
             "shadow_models",
-            {
-                "model": describe_model_fn(model_fn, seed=seed + 1),  # model 0 as it starts training
+            {**packing,
+                "model": describe_model(first),  # model 0 as it starts training
                 "n_shadows": n_shadows,
                 "train_size": train_size,
                 "scheme": scheme,
@@ -297,14 +333,16 @@ def train_shadow_models(
     resumed, trained, pending = [], [], {}
 
     def finish(future) -> None:
-        """Store one finished job: weights first, then the .npz that marks it finished and names them.
+        """Store a finished job's models, each with its weights first, then the .npz that marks it finished.
 
         The weights file is named after its contents, so that two processes
         training the same run leave each model's outputs beside the weights
         that produced them.
         """
-        i, in_idx, out_idx, query_idx = pending.pop(future)
-        result = future.result()
+        for i, result in zip(pending.pop(future), future.result()):
+            store(i, *splits[i], result)
+
+    def store(i, in_idx, out_idx, query_idx, result) -> None:
         weights_path = None
         if run is not None:
             name = f"shadow_{i:04d}"
@@ -318,23 +356,34 @@ def train_shadow_models(
         if bar is not None:
             bar.add(1)
 
-    for i, (in_idx, out_idx, query_idx) in enumerate(splits):
-        name = f"shadow_{i:04d}"
-        if run is not None and run.has(f"{name}.npz"):
-            saved = run.load_arrays(f"{name}.npz")
+    def resume(job) -> None:
+        for i in job:
+            saved = run.load_arrays(f"shadow_{i:04d}.npz")
             models[i] = ShadowModel(i, saved["in_indices"], saved["out_indices"], saved["query_indices"],
                                     saved["outputs"], bool(saved["is_logits"]), run.path(str(saved["weights_file"])))
-            resumed.append(i)
-            if bar is not None:
-                bar.add(1)
+        resumed.extend(job)
+        if bar is not None:
+            bar.add(len(job))
+
+    for job in jobs:
+        # A pack counts as finished only when all its models are stored: its models are trained together.
+        if run is not None and all(run.has(f"shadow_{i:04d}.npz") for i in job):
+            resume(job)
             continue
-        future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit, seed + 1 + i,
-                                 predict_batch_size, bool(logits))
-        pending[future] = (i, in_idx, out_idx, query_idx)
+        if size is None:
+            in_idx, _, query_idx = splits[job[0]]
+            future = executor.submit(_train_job, model_fn, x[in_idx], y[in_idx], x[query_idx], fit,
+                                     seed + 1 + job[0], predict_batch_size, bool(logits))
+        else:
+            # In this process, a pack's steps get a progress bar of their own (a pack may train for long).
+            future = _submit_pack(executor, model_fn, x, y, [splits[i] for i in job], fit,
+                                  [seed + 1 + i for i in job], predict_batch_size, bool(logits),
+                                  bar is not None and isinstance(executor, SequentialExecutor))
+        pending[future] = job
         # Store whatever has finished already (with the in-process executor: this job), so that an
         # interruption loses at most the jobs still running.
-        for done in [f for f in pending if f.done()]:
-            finish(done)
+        for finished in [f for f in pending if f.done()]:
+            finish(finished)
     for future in cf.as_completed(list(pending)):
         finish(future)
-    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=sorted(trained), resumed=resumed)
+    return ShadowModels([models[i] for i in range(n_shadows)], y=y, trained=sorted(trained), resumed=sorted(resumed))

@@ -62,7 +62,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import random
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -74,7 +76,7 @@ from ._serialization import atomic_path
 from ._validate import check_positive_int
 
 __all__ = ["FitConfig", "build_model", "fit_model", "seed_everything", "seeded", "keras_seed_scope",
-           "save_weights_atomically", "load_weights"]
+           "save_weights_atomically", "load_weights", "weights_bytes"]
 
 _MAX_SEED = 2**32 - 1  # numpy's global generator takes seeds in [0, 2**32)
 _FIT_STREAM = 1  # keys the private stream of Keras' default seeds during a fit (the build uses the seed itself)
@@ -288,6 +290,15 @@ def save_weights_atomically(model, path) -> Path:
     with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     return path
+
+
+def weights_bytes(model) -> bytes:
+    """The bytes of the ``.weights.h5`` file ``model.save_weights`` writes (weights and optimiser state)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.weights.h5")
+        model.save_weights(path)
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
 def load_weights(model, path):

@@ -134,7 +134,9 @@ class LiRA(Attack):
         online: use IN and OUT Gaussians (else OUT only).
         global_variance: one pooled standard deviation for all records.
         alpha: offline decision level (member iff P(Z < phi) >= 1 - alpha).
-        executor, run_dir, seed, progress: passed to :func:`~tfmia.shadow_training.train_shadow_models`.
+        executor, run_dir, seed, progress, packed, pack_size: passed to
+            :func:`~tfmia.shadow_training.train_shadow_models` (by default the reference models train
+            packed, as one Keras model, where the architecture allows: :mod:`tfmia.farm`).
 
     ``fit(x, y)`` trains the reference models on the pool; the records scored
     later are pool records, identified by their ``indices`` in the pool.
@@ -142,7 +144,7 @@ class LiRA(Attack):
 
     def __init__(self, model_fn, *, fit: FitConfig, n_models: int = 16, online: bool = False,
                  global_variance: bool = False, alpha: float = 0.05, executor=None, run_dir=None, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, packed="auto", pack_size: int | None = None):
         self.model_fn = model_fn
         self.adaptive = True if is_defended(model_fn) else None
         if not isinstance(fit, FitConfig):
@@ -158,6 +160,8 @@ class LiRA(Attack):
         self.run_dir = run_dir
         self.seed = int(seed)
         self.progress = bool(progress)
+        self.packed = packed
+        self.pack_size = pack_size
         self.stats: np.ndarray | None = None  # (n_models, pool) logit-scaled confidences
         self.keep: np.ndarray | None = None   # (n_models, pool) model j trained on record i
         self.std: float | None = None
@@ -170,7 +174,8 @@ class LiRA(Attack):
         """Train the reference models on the pool ``(x, y)`` and record their statistics on every pool record."""
         models = train_shadow_models(self.model_fn, x, y, n_shadows=self.n_models, fit=self.fit_config,
                                      scheme="lira", seed=self.seed, run_dir=self.run_dir, executor=self.executor,
-                                     progress=self.progress, tag="lira")
+                                     progress=self.progress, tag="lira", packed=self.packed,
+                                     pack_size=self.pack_size)
         everything = np.arange(models.y.size)
         rows = []
         for model in models.models:

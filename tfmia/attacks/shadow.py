@@ -46,7 +46,8 @@ class ShadowModelAttack(Attack):
         scheme: "shokri" (independent draws, default) or "disjoint" (see tfmia.shadow_training).
         output_transform: the target's output defence, applied to shadow outputs (adaptive attack).
         attack_options: extra keyword arguments for the attack classifier (e.g. epochs for "mlp").
-        seed, run_dir, executor, progress: see ``train_shadow_models``.
+        seed, run_dir, executor, progress, packed, pack_size: see ``train_shadow_models`` (by default the
+            shadow models train packed, as one Keras model, where the architecture allows).
     """
 
     def __init__(
@@ -65,6 +66,8 @@ class ShadowModelAttack(Attack):
         run_dir=None,
         executor=None,
         progress: bool = True,
+        packed="auto",
+        pack_size: int | None = None,
     ):
         self.model_fn = model_fn
         self.n_shadows = check_positive_int(n_shadows, "n_shadows")
@@ -84,6 +87,8 @@ class ShadowModelAttack(Attack):
         self.run_dir = run_dir
         self.executor = executor
         self.progress = progress
+        self.packed = packed
+        self.pack_size = pack_size
         self.shadows: ShadowModels | None = None
         self.num_classes: int | None = None
         self._models: dict[int, object] = {}
@@ -107,6 +112,7 @@ class ShadowModelAttack(Attack):
         shadows = train_shadow_models(
             self.model_fn, x, y, n_shadows=self.n_shadows, fit=self.fit_config, train_size=train_size,
             scheme=self.scheme, seed=self.seed, run_dir=self.run_dir, executor=self.executor, progress=self.progress,
+            packed=self.packed, pack_size=self.pack_size,
         )
         return self.fit_shadows(shadows)
 
