@@ -60,11 +60,17 @@ def test_rmia_and_qmia_every_audited_epoch_rmia_auc_from_its_signals_references_
         scores = rmia_scores(target_x, rmia.attack.refs_x, target_z, rmia.attack.refs_z, a=rmia.attack.a)
         expected_auc.append(roc_auc_score(np.arange(200) < 100, scores))
 
+    builds_at_epoch = []
     model = build_model(small_mlp, seed=0)
     history = model.fit(*_pair(xy, slice(0, 200)), epochs=2, batch_size=32, verbose=0,
-                        callbacks=[audit, keras.callbacks.LambdaCallback(on_epoch_end=rmia_by_hand)])
+                        callbacks=[audit, keras.callbacks.LambdaCallback(on_epoch_end=rmia_by_hand,
+                                                                         on_epoch_begin=lambda epoch, logs:
+                                                                         builds_at_epoch.append(recipe.builds))])
     h = history.history
-    assert recipe.builds == 2  # K references, built before the first epoch and not again
+    built = recipe.builds
+    # The K = 2 references, plus the model train_shadow_models builds first to size their pack, all before
+    # the first epoch; none after.
+    assert built == 3 and builds_at_epoch == [built, built]
     assert h["mia_rmia_auc"] == pytest.approx(expected_auc, abs=1e-12)
     for key in ("mia_rmia_auc", "mia_rmia_advantage", "mia_qmia_auc", "mia_qmia_far", "mia_loss_auc"):
         assert len(h[key]) == 2 and np.isfinite(h[key]).all(), key
@@ -72,7 +78,7 @@ def test_rmia_and_qmia_every_audited_epoch_rmia_auc_from_its_signals_references_
 
     refs_x = rmia.attack.refs_x.copy()
     model.fit(*_pair(xy, slice(0, 200)), epochs=1, batch_size=32, verbose=0, callbacks=[audit])
-    assert recipe.builds == 2 and np.array_equal(rmia.attack.refs_x, refs_x)  # a second fit reuses the references
+    assert recipe.builds == built and np.array_equal(rmia.attack.refs_x, refs_x)  # a second fit reuses the references
 
     saved = AuditReport.from_json(sorted((tmp_path / "fit-000").glob("audit_epoch_*.json"))[-1])
     rmia_meta, qmia_meta = saved["rmia"].metadata, saved["qmia"].metadata
