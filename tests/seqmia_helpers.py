@@ -1,19 +1,21 @@
 """Tiny Keras recipes, digits splits and the signal formulas shared by the SeqMIA, TrajectoryMIA, LiRA,
 distillation and recorder tests (logit models come from ``_models``)."""
 
+import functools
+
 import numpy as np
 
 from tfmia.datasets import load_digits
 from tfmia.splits import partition
 
 
-def tiny_model_fn():
-    """64 -> 16 ReLU -> dropout -> 10 softmax, Adam: small enough to train in a blink, with a random layer."""
+def dropout_mlp(hidden: int):
+    """64 -> ``hidden`` ReLU -> dropout 0.2 -> 10 softmax, Adam 0.01: a small recipe with a random layer."""
     import keras
 
     model = keras.Sequential([
         keras.Input((64,)),
-        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(hidden, activation="relu"),
         keras.layers.Dropout(0.2),
         keras.layers.Dense(10, activation="softmax"),
     ])
@@ -21,18 +23,8 @@ def tiny_model_fn():
     return model
 
 
-def memorising_model_fn():
-    """64 -> 64 ReLU -> dropout -> 10 softmax, Adam: memorises 60 randomly labelled digits in 20 epochs."""
-    import keras
-
-    model = keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    return model
+tiny_model_fn = functools.partial(dropout_mlp, 16)  # trains in a blink
+memorising_model_fn = functools.partial(dropout_mlp, 64)  # memorises 60 randomly labelled digits in 20 epochs
 
 
 def three_class_model_fn():
