@@ -158,7 +158,8 @@ def test_dropout_masks_are_keras_draws_bit_for_bit_also_in_a_padded_batch():
     import keras
     import tensorflow as tf
 
-    from tfmia.farm import _Batches, _StepContext
+    from tfmia.farm.layers import _StepContext
+    from tfmia.farm.tensors import _Batches
 
     def dropout_only():
         model = keras.Sequential([keras.Input((5,)), keras.layers.Dropout(0.4)])
