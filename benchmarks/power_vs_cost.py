@@ -121,7 +121,11 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", default=str(HERE / "results" / "power_vs_cost_run"))
     parser.add_argument("--out", default=str(HERE / "results" / "power_vs_cost.json"))
     parser.add_argument("--plot", default=str(HERE.parent / "docs" / "power_vs_cost.png"))
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from the JSON of --out")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(Path(args.out).read_text())["results"], Path(args.plot))
+        return 0
     ks = sorted({int(k) for k in args.references.split(",")})
     if min(ks) < 1:
         raise SystemExit("--references must list positive counts")
@@ -236,22 +240,24 @@ def main(argv=None) -> int:
 def plot(rows: list[dict], path: Path) -> None:
     """TPR at 0.1 % and 1 % FPR against K (log x); attacks without references as horizontal lines."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
 
     from tfmia.plotting import figure_png
 
     fig = Figure(figsize=(11, 4.2))
+    without = [r for r in rows if r["references"] == 0]
     for i, (key, label) in enumerate((("tpr_at_0.1%_fpr", "TPR at 0.1% FPR"), ("tpr_at_1%_fpr", "TPR at 1% FPR"))):
         ax = fig.add_subplot(1, 2, i + 1)
         measured = [r for r in rows if np.isfinite(r[key])]  # NaN: below the resolution of the non-members
         for kind in dict.fromkeys(r["attack"].split(" (a=")[0] for r in measured if r["references"] > 0):
             points = [(r["references"], r[key]) for r in measured if r["attack"].split(" (a=")[0] == kind]
             ax.plot(*zip(*points), marker="o", ms=3, label=kind)
-        for r in measured:
-            if r["references"] == 0:
-                ax.axhline(r[key], ls="--", lw=1, color="grey")
-                ax.annotate(r["attack"], (1, r[key]), fontsize="x-small", color="grey", va="bottom")
+        for r, style in zip(without, ("--", ":", "-.")):
+            if np.isfinite(r[key]):
+                ax.axhline(r[key], ls=style, lw=1, color="grey", label=f"{r['attack']}, no references")
         ax.set_xscale("log", base=2)
         ax.set_xlim(0.8, 1.25 * max(r["references"] for r in rows))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel("reference models K")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
