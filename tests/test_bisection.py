@@ -214,6 +214,9 @@ def test_bad_construction(args, kwargs, match):
         ([0.5, 0.5], "mid_probs must be 2-D"),
         ([[0.5], [0.5]], "mid_probs must have at least 2 classes"),
         ([["a", "b"], ["c", "d"]], "mid_probs"),
+        ([[2.0, -1.0], [0.5, 0.5]], r"mid_probs must hold class probabilities .* row 0 is \[2\.0, -1\.0\]"),
+        ([[0.5, 0.5], [0.7, 0.7]], r"class probabilities .* row 1 .* not logits"),
+        ([[0.5, 0.5], [1.25, 0.0]], r"class probabilities .* row 1"),
     ],
 )
 def test_bad_mid_probs_change_nothing(probs, match):
@@ -223,6 +226,17 @@ def test_bad_mid_probs_change_nothing(probs, match):
         state.update(probs)
     np.testing.assert_array_equal(state.midpoints(), before)
     np.testing.assert_array_equal(state.steps, [0, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_rows_of_many_classes_pass_the_probability_check(dtype):
+    """Rounded softmax rows may sum to a few ulps above 1; they are probabilities."""
+    logits = np.random.default_rng(0).normal(scale=30.0, size=(2, 1000))
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True)).astype(dtype)
+    probs = shifted / shifted.sum(axis=1, keepdims=True, dtype=dtype)
+    state = BisectionState(X, X, np.ones((2, 3)), [0, 1])
+    state.update(probs)
+    np.testing.assert_array_equal(state.steps, [1, 1])
 
 
 def test_orig_class_out_of_range_for_the_model():

@@ -40,6 +40,25 @@ from ._validate import as_float_array, as_labels, check_finite, check_positive_i
 __all__ = ["BisectionState"]
 
 
+def _check_probability_rows(probs: np.ndarray) -> None:
+    """Refuse rows that cannot be class probabilities: an entry below 0 or above
+    1, or a row sum above 1.  The slack is the rounding of a sum of C numbers in
+    [0, 1] in the array's dtype (C ulps of 1), so softmax outputs of any
+    precision pass.  NaN/Inf are left to the core, which names the record."""
+    slack = probs.shape[1] * np.finfo(probs.dtype).eps
+    with np.errstate(invalid="ignore"):
+        outside = (probs < 0) | (probs > 1 + slack)
+        over = probs.sum(axis=1, dtype=np.float64) > 1 + slack
+    bad = np.flatnonzero((outside.any(axis=1) | over) & np.isfinite(probs).all(axis=1))
+    if bad.size:
+        r = int(bad[0])
+        raise ValueError(
+            f"mid_probs must hold class probabilities (entries in [0, 1], rows summing to at most 1), "
+            f"but row {r} is {probs[r, :6].tolist()}{' ...' if probs.shape[1] > 6 else ''}: "
+            "pass the model's softmax outputs, not logits"
+        )
+
+
 class BisectionState:
     """Bisection of N segments [lo, hi] towards the boundary of the class of x0.
 
@@ -119,7 +138,10 @@ class BisectionState:
 
         ``mid_probs`` has shape ``(n_active, C)``, rows in the order of
         ``midpoints()``.  Raises ValueError, changing nothing, when a
-        probability is NaN/Inf or an ``orig_class`` is not below C.
+        probability is NaN/Inf, when a row is not a probability vector (an
+        entry outside [0, 1] or a sum above 1: logits passed by mistake, whose
+        "gap" would be compared with ``theta`` as if it were a probability),
+        or when an ``orig_class`` is not below C.
         """
         rows = np.flatnonzero(self._active)
         probs = as_float_array(mid_probs, "mid_probs", ndim=2, allow_empty=True)
@@ -130,6 +152,7 @@ class BisectionState:
             )
         if len(rows) == 0:
             return
+        _check_probability_rows(probs)
         _core.bisection_update(
             self._x0, self._lo, self._hi, self._mid, rows, probs, self._orig, self._active, self._converged,
             self._distance, self._steps, self._theta, self._max_steps, self._use_cuda,
