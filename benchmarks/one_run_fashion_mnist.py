@@ -1,12 +1,13 @@
-"""One-run epsilon lower bounds next to DP-SGD's accounting epsilon, on the targets of the defences benchmark.
+"""One-run epsilon lower bounds for the targets of the defences benchmark, next to DP-SGD's accounting epsilon.
 
     python benchmarks/one_run_fashion_mnist.py [--split-size 1000] [--canaries 1000] [--guesses 100]
         [--epochs 30] [--seed 0]
 
-Setting: the recipe of ``benchmarks/defences_fashion_mnist.py`` (MLP
-784-128-10, Adam 1e-3, batch 50, ``--epochs`` epochs) on ``--split-size``
-Fashion-MNIST records, undefended and under DP-SGD with C = 1 and sigma in
-{0.5, 1, 2}.  Steinke, Nasr & Jagielski's protocol (``tfmia.auditing``):
+Setting: the targets of ``benchmarks/defences_fashion_mnist.py`` (MLP
+784-128-10, Adam 1e-3, batch 50, ``--epochs`` epochs; undefended, L2 1e-3,
+DP-SGD with C = 1 and sigma in {0.5, 1, 2}, adversarial regularisation,
+MixupMMD, each built by that benchmark's ``defended_rows``) on
+``--split-size`` Fashion-MNIST records.  Steinke, Nasr & Jagielski's protocol (``tfmia.auditing``):
 ``--canaries`` records drawn from data disjoint from the training set and
 mislabelled (a mislabelled record is learnt only by memorising it), each
 included in the training set with probability 1/2; one training run per
@@ -29,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from defences_fashion_mnist import mlp
+from defences_fashion_mnist import defended_rows
 from tfmia.auditing import correct_guesses, draw_canaries, one_run_epsilon
 from tfmia.data import AttackInputs
 from tfmia.datasets import load_fashion_mnist
-from tfmia.defenses import DPSGD
+from tfmia.defenses import DPSGD, is_defended
 from tfmia.splits import partition
 from tfmia.training import FitConfig, build_model, fit_model
 
@@ -55,21 +56,22 @@ def main(argv=None) -> int:
 
     data = load_fashion_mnist(allow_download=False)
     x = data.x.reshape(len(data.x), -1)  # float32 in [0, 1], as the defences benchmark feeds its MLP
-    parts = partition(x, data.y, {"train": args.split_size, "test": args.split_size,
-                                  "canary_pool": args.canaries}, seed=args.seed)
+    n = args.split_size
+    parts = partition(x, data.y, {"target_train": n, "target_test": n, "defender_reference": n,
+                                  "attacker_reference": n, "canary_pool": args.canaries}, seed=args.seed)
     canaries = draw_canaries(*parts["canary_pool"], args.canaries, seed=args.seed, mislabel=True,
                              num_classes=data.num_classes)
-    x_train = np.concatenate([parts["train"][0], canaries.x[canaries.included]])
-    y_train = np.concatenate([parts["train"][1], canaries.y[canaries.included]])
+    x_train = np.concatenate([parts["target_train"][0], canaries.x[canaries.included]])
+    y_train = np.concatenate([parts["target_train"][1], canaries.y[canaries.included]])
     fit = FitConfig(epochs=args.epochs, batch_size=args.batch_size)
-    targets = [("no defence", None)] + [(f"DP-SGD sigma={s:g}", DPSGD(1.0, s, seed=args.seed)) for s in (0.5, 1, 2)]
 
     rows = []
-    for name, dp in targets:
+    for target in defended_rows(parts, fit, args.seed):
+        name = target.label
+        dp = target.target_fn.defense if is_defended(target.target_fn) else None
+        dp = dp if isinstance(dp, DPSGD) else None
         start = time.perf_counter()
-        model = build_model(mlp, seed=args.seed)
-        if dp is not None:
-            model = dp.apply(model)
+        model = build_model(target.target_fn, seed=args.seed)
         fit_model(model, x_train, y_train, fit, seed=args.seed)
         seconds = time.perf_counter() - start
         scores = -AttackInputs.from_model(model, canaries.x, canaries.y).signals["loss"]
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         bound = one_run_epsilon(scores, canaries.included, args.guesses, args.guesses, delta=DELTA, p_value=P_VALUE)
         epsilon = None if dp is None else dp.epsilon(len(y_train), batch_size=fit.batch_size, epochs=fit.epochs,
                                                      delta=DELTA)
-        test_accuracy = float(AttackInputs.from_model(model, *parts["test"]).correct.mean())
+        test_accuracy = float(AttackInputs.from_model(model, *parts["target_test"]).correct.mean())
         rows.append({"target": name, "test_accuracy": test_accuracy, "epsilon": epsilon, "epsilon_lower": bound,
                      "guesses": r, "correct": v, "train_seconds": seconds})
         print(f"[{name}] {seconds:.0f} s", flush=True)
