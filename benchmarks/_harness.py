@@ -1,4 +1,4 @@
-"""Timing and memory plumbing shared by the benchmarks.
+"""Timing, memory and result-file plumbing shared by the benchmarks.
 
 A benchmark is a list of :class:`Case` objects.  For each case we time, in the
 same process and the same run:
@@ -25,9 +25,12 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from tfmia._serialization import atomic_write_text
 
 Inputs = dict[str, Any]
 
@@ -175,3 +178,12 @@ def machine_description() -> str:
     except (OSError, ValueError):
         mem_gib = float("nan")
     return f"{model}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, numpy {np.__version__}"
+
+
+def write_results(path, payload: dict) -> Path:
+    """Write a benchmark's results as JSON to ``path`` (parents created),
+    atomically: an interrupted run never leaves a half-written file where the
+    previous results were.  Values JSON cannot hold are written as ``str``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps(payload, indent=1, default=str))

@@ -12,13 +12,13 @@ and the overhead ratio.  Writes benchmarks/results/callback_overhead.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import keras
 
+from _harness import write_results
 from tfmia.callbacks import PrivacyAuditCallback
 from tfmia.datasets import load_fashion_mnist
 from tfmia.demo import cnn_model
@@ -85,9 +85,7 @@ def main(argv=None) -> int:
     print(f"\nFashion-MNIST CNN, 60,000 training images, batch {args.batch_size}, audit {n} + {n} records:")
     print(f"median epoch {base:.1f} s without, {audited:.1f} s with; one audit {audit:.2f} s "
           f"= {100 * audit / base:.1f} % of an epoch (target < 10 %)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "results": results, "summary": summary}, indent=1))
+    write_results(args.out, {"settings": vars(args), "results": results, "summary": summary})
     return 0
 
 

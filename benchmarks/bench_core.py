@@ -31,6 +31,7 @@ from _harness import (  # noqa: E402
     measure_peak_extra_bytes,
     memory_in_subprocess,
     time_case,
+    write_results,
 )
 
 FULL_N = (10_000, 100_000, 1_000_000)
@@ -97,9 +98,7 @@ def main(argv=None) -> int:
             ],
         )
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    out = write_results(args.out, {"machine": machine, "rows": rows})
     print(f"\nwrote {out}")
     return 0
 

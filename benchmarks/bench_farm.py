@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _harness import write_results
+
 HERE = Path(__file__).resolve().parent
 SETTINGS = {
     "digits": {"pool": 1797, "epochs": 100, "batch_size": 32},
@@ -208,9 +210,7 @@ def main(argv=None) -> int:
     result = run(args.models, args.ks, args.sequential_models)
     result["load_average_before_after"] = [load_before, os.getloadavg()]
     result["wall_seconds"] = time.perf_counter() - started
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_results(args.out, result)
     print(table(result))
     print(f"\nwrote {out} in {result['wall_seconds']:.0f} s; load average before {load_before[0]:.1f}, "
           f"after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

@@ -38,6 +38,7 @@ from _harness import (  # noqa: E402
     measure_peak_extra_bytes,
     memory_in_subprocess,
     time_case,
+    write_results,
 )
 
 from tfmia.attacks.rmia import rmia_scores  # noqa: E402
@@ -133,9 +134,7 @@ def main(argv=None) -> int:
         ("full_matrix_gib", "full N x Z matrix GB", ".1f"),
         ("same_scores", "same scores", ""),
     ]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "k": K, "a": A, "gamma": GAMMA, "rows": rows}, indent=2))
+    out = write_results(args.out, {"machine": machine, "k": K, "a": A, "gamma": GAMMA, "rows": rows})
     print(f"\nwrote {out}")
     return 0
 

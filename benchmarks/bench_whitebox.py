@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import _status_kib, format_table, machine_description  # noqa: E402
+from _harness import _status_kib, format_table, machine_description, write_results  # noqa: E402
 
 INCEPTION_BATCH = 8
 
@@ -165,10 +165,7 @@ def main(argv=None) -> int:
         print(f"\nInceptionV3 gradient statistics (weights), batch {INCEPTION_BATCH}: peak RSS "
               f"{memory['peak_rss_bytes'] / 2**30:.2f} GiB (process RSS before the call "
               f"{memory['rss_before_bytes'] / 2**30:.2f} GiB; target < 4 GB)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine_description(), "settings": vars(args), "rows": rows, "memory": memory},
-                              indent=1, default=str))
+    write_results(args.out, {"machine": machine_description(), "settings": vars(args), "rows": rows, "memory": memory})
     return 0
 
 

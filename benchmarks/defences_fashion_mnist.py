@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -52,6 +51,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from _harness import write_results
 from tfmia.attack_models import AttackTraining
 from tfmia.attacks import LiRA, MetricAttack, SeqMIA, ShadowModelAttack
 from tfmia.data import AttackInputs
@@ -214,11 +214,9 @@ def main(argv=None) -> int:
     print(f"\nFashion-MNIST, {n} records per split, MLP 784-128-10, {args.epochs} epochs, batch 50, seed {args.seed}; "
           f"total {total / 60:.1f} min\n")
     print(side_by_side(reports, markdown=True))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "total_seconds": total,
-                               "reference_accuracies": accuracies,
-                               "reports": {k: r.to_dict() for k, r in reports.items()}}, indent=1, default=str))
+    write_results(args.out, {"settings": vars(args), "total_seconds": total,
+                             "reference_accuracies": accuracies,
+                             "reports": {k: r.to_dict() for k, r in reports.items()}})
     return 0
 
 

@@ -24,12 +24,12 @@ Prints a Markdown table and writes benchmarks/results/one_run_fashion_mnist.json
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _harness import write_results
 from defences_fashion_mnist import defended_rows
 from tfmia.auditing import correct_guesses, draw_canaries, one_run_epsilon
 from tfmia.data import AttackInputs
@@ -93,9 +93,7 @@ def main(argv=None) -> int:
         eps = "-" if row["epsilon"] is None else f"{row['epsilon']:.3g}"
         print(f"| {row['target']} | {row['test_accuracy']:.3f} | {eps} | {row['epsilon_lower']:.3f} | "
               f"{row['correct']} / {row['guesses']} | {row['train_seconds']:.0f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "results": rows}, indent=1))
+    write_results(args.out, {"settings": vars(args), "results": rows})
     violated = [r["target"] for r in rows if r["epsilon"] is not None and r["epsilon_lower"] > r["epsilon"]]
     if violated:
         print(f"\nepsilon_lower exceeds the accounting epsilon for {violated}: the audit or the accounting is wrong")

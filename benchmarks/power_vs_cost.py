@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _harness import write_results
 from tfmia.attacks import MetricAttack, QuantileMIA
 from tfmia.attacks.lira import offline_scores, online_scores, pooled_std
 from tfmia.attacks.rmia import rmia_scores, select_offline_a, tempered_probability
@@ -230,9 +231,7 @@ def main(argv=None) -> int:
               f"{r['ci_0.1%'][1]:.2%}] | {r['tpr_at_1%_fpr']:.2%} [{r['ci_1%'][0]:.2%}, {r['ci_1%'][1]:.2%}] | "
               f"{r['auc']:.3f} | {r['seconds']:.0f} |")
     settings = {**vars(args), "platform": platform.platform(), "cpu_count": os.cpu_count(), "total_seconds": total}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": settings, "target": facts, "results": rows}, indent=1))
+    write_results(args.out, {"settings": settings, "target": facts, "results": rows})
     plot(rows, Path(args.plot))
     return 0
 

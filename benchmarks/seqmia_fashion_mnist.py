@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
 import sys
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _harness import write_results
 from tfmia.attack_models import AttackTraining
 from tfmia.attacks import LiRA, MetricAttack, SeqMIA, ShadowModelAttack, TrajectoryMIA
 from tfmia.callbacks import TrajectoryRecorder
@@ -245,10 +245,8 @@ def main(argv=None) -> int:
         print(f"\nTrajectoryRecorder on {target_info['recorded_records']} records x {target_info['recorded_epochs']} "
               f"epochs: {target_info['recorder_seconds']:.1f} s, {target_info['recorder_overhead']:.0%} of the "
               f"target's training time without it.")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": settings, "target": facts, "results": rows,
-                               "stages_seconds": stages.seconds, "total_seconds": total}, indent=1, default=str))
+    write_results(args.out, {"settings": settings, "target": facts, "results": rows,
+                             "stages_seconds": stages.seconds, "total_seconds": total})
     return 0
 
 

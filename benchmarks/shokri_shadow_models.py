@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _harness import write_results
 from tfmia import synthesis
 from tfmia.attacks import ShadowModelAttack
 from tfmia.data import AttackInputs
@@ -144,9 +144,7 @@ def main(argv=None) -> int:
         _print(fashion)
         rows += fashion
     print(f"\ntotal {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=1))
+    write_results(args.out, {"settings": vars(args), "rows": rows})
     return 0
 
 

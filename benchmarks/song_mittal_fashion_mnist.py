@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _harness import write_results
 from tfmia.attacks import METRICS, MetricAttack, PrivacyRiskScore
 from tfmia.data import AttackInputs
 from tfmia.datasets import load_fashion_mnist
@@ -133,9 +133,7 @@ def main(argv=None) -> int:
     for c in comp:
         print(f"{c['better']} vs {c['than']}: balanced accuracy {c['mean_difference']:+.4f} "
               f"(better in {c['wins']}/{c['seeds']} seeds)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "runs": runs, "comparisons": comp}, indent=1, default=str))
+    write_results(args.out, {"settings": vars(args), "runs": runs, "comparisons": comp})
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from _harness import write_results  # noqa: E402
 from tfmia.attacks import FeatureAttack  # noqa: E402
 from tfmia.attacks.whitebox import per_column_results  # noqa: E402
 from tfmia.datasets import load_digits, load_fashion_mnist  # noqa: E402
@@ -182,9 +182,7 @@ def main(argv=None) -> int:
         size, epochs = (args.digits_split_size, args.digits_epochs) if name == "digits" else (args.split_size, args.epochs)
         runs[name] = [run_dataset(name, size, epochs, seed, args.nn_epochs) for seed in args.seeds]
         print_tables(name, runs[name], size)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "runs": runs}, indent=1, default=str))
+    write_results(args.out, {"settings": vars(args), "runs": runs})
     return 0
 
 
