@@ -20,6 +20,7 @@ that noise into steps of size lr, which no summation order can reproduce.
 """
 
 import functools
+import json
 import logging
 
 import numpy as np
@@ -382,6 +383,33 @@ def test_packs_resume_whole_and_runs_do_not_mix_packed_and_sequential(tmp_path):
         train_shadow_models(digits_mlp, x[:400], y[:400], **{**kwargs, "pack_size": 4})
     with pytest.raises(ValueError, match=r"differs in: packing"):
         train_shadow_models(digits_mlp, x[:400], y[:400], packed=False, **kwargs)
+
+
+def test_a_pack_size_chosen_for_memory_is_taken_from_the_run_directory_on_resume(tmp_path):
+    """Without an explicit pack_size the size follows the memory budget, which changes with the machine's
+    load; a rerun must resume with the stored size rather than be refused for a size it did not choose."""
+    x, y = digits()
+    fit = FitConfig(epochs=1, batch_size=32)
+    one = estimate_pack_bytes(build_model(digits_mlp), 1, fit.batch_size)
+    kwargs = dict(n_shadows=4, fit=fit, train_size=40, seed=2, progress=False, run_dir=tmp_path)
+    data_bytes = 2 * x[:400].size * 4 + y[:400].nbytes  # what train_shadow_models counts besides the pack
+    first = train_shadow_models(digits_mlp, x[:400], y[:400], memory_budget=2 * one + data_bytes, **kwargs)
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["packing"] == {"pack_size": 2}
+    again = train_shadow_models(digits_mlp, x[:400], y[:400], memory_budget=64 * one + 10**6, **kwargs)
+    assert again.resumed == [0, 1, 2, 3] and again.trained == []
+    for mine, theirs in zip(again.models, first.models):
+        np.testing.assert_array_equal(mine.outputs, theirs.outputs)
+
+
+def test_a_run_trained_one_after_another_resumes_so_under_packed_auto(tmp_path):
+    x, y = digits()
+    kwargs = dict(n_shadows=2, fit=FitConfig(epochs=1, batch_size=32), train_size=40, seed=2, progress=False,
+                  run_dir=tmp_path)
+    train_shadow_models(digits_mlp, x[:400], y[:400], packed=False, **kwargs)
+    again = train_shadow_models(digits_mlp, x[:400], y[:400], **kwargs)  # packed="auto"
+    assert again.resumed == [0, 1] and again.trained == []
+    with pytest.raises(ValueError, match=r"differs in: packing"):
+        train_shadow_models(digits_mlp, x[:400], y[:400], packed=True, **kwargs)
 
 
 def test_a_second_fit_continues_each_replica_from_its_own_step():

@@ -296,6 +296,18 @@ class RunDirectory:
         self._claim()
         remove_stale_temporaries(self.root)
 
+    @classmethod
+    def stored_config(cls, path, kind: str) -> dict | None:
+        """The configuration recorded in ``path``'s manifest by a run of ``kind``; None when there is
+        none (or it cannot be read: claiming the directory then says why)."""
+        try:
+            existing = json.loads((Path(path) / cls.MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(existing, dict) or existing.get("kind") != kind or not isinstance(existing.get("config"), dict):
+            return None
+        return existing["config"]
+
     def _claim(self) -> None:
         """Create the manifest exclusively, or check that the one there describes this run."""
         manifest = self.root / self.MANIFEST

@@ -246,6 +246,23 @@ def _progress(total: int, enabled: bool):
     return keras.utils.Progbar(total, unit_name="shadow model")
 
 
+def _stored_packing(run_dir, packed):
+    """``(packed, pack_size)`` for resuming in ``run_dir`` when the caller chose no pack size.
+
+    A pack size chosen to fit the available memory would change with the
+    machine's load, and a run directory records it: a rerun takes the stored
+    one (and trains one after another where the stored run did, unless
+    ``packed=True`` asks otherwise), so that it resumes instead of being
+    refused for a configuration it did not choose.
+    """
+    stored = RunDirectory.stored_config(run_dir, "shadow_models")
+    if stored is None:
+        return packed, None
+    if "packing" in stored:
+        return packed, stored["packing"].get("pack_size")
+    return (False if packed == "auto" else packed), None
+
+
 def train_shadow_models(
     model_fn,
     x,
@@ -303,6 +320,8 @@ def train_shadow_models(
     splits = shadow_splits(x.shape[0], n_shadows=n_shadows, train_size=train_size, scheme=scheme, seed=seed,
                            holdout=holdout)
     held = _holdout_indices(holdout, x.shape[0])
+    if run_dir is not None and pack_size is None:
+        packed, pack_size = _stored_packing(run_dir, packed)
     first = build_model(model_fn, seed=seed + 1) if packed is not False or run_dir is not None else None  # model 0
     size = choose_pack_size(first, fit, n_models=n_shadows, packed=packed, pack_size=pack_size,
                             memory_budget=memory_budget, data_bytes=2 * x.size * 4 + y.nbytes)
@@ -310,7 +329,7 @@ def train_shadow_models(
         [list(range(start, min(start + size, n_shadows))) for start in range(0, n_shadows, size)]
     run = None
     if run_dir is not None:
-        packing = {} if size is None else {"packing": {"pack_size": size}}  # sequential runs keep their old config
+        packing = {} if size is None else {"packing": {"pack_size": size}}  # one after another: no entry
         run = RunDirectory(
             run_dir,
             "shadow_models",
