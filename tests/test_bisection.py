@@ -228,7 +228,7 @@ def test_bad_mid_probs_change_nothing(probs, match):
     np.testing.assert_array_equal(state.steps, [0, 0])
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_softmax_rows_of_many_classes_pass_the_probability_check(dtype):
     """Rounded softmax rows may sum to a few ulps above 1; they are probabilities."""
     logits = np.random.default_rng(0).normal(scale=30.0, size=(2, 1000))

@@ -40,12 +40,14 @@ from ._validate import as_float_array, as_labels, check_finite, check_positive_i
 __all__ = ["BisectionState"]
 
 
-def _check_probability_rows(probs: np.ndarray) -> None:
+def _check_probability_rows(probs: np.ndarray, eps: float) -> None:
     """Refuse rows that cannot be class probabilities: an entry below 0 or above
     1, or a row sum above 1.  The slack is the rounding of a sum of C numbers in
-    [0, 1] in the array's dtype (C ulps of 1), so softmax outputs of any
-    precision pass.  NaN/Inf are left to the core, which names the record."""
-    slack = probs.shape[1] * np.finfo(probs.dtype).eps
+    [0, 1] at the precision the model produced them in (C ulps of 1, ``eps``
+    the machine epsilon of the caller's dtype: float16 rows are widened to
+    float64 before this check), so softmax outputs of any precision pass.
+    NaN/Inf are left to the core, which names the record."""
+    slack = probs.shape[1] * eps
     with np.errstate(invalid="ignore"):
         outside = (probs < 0) | (probs > 1 + slack)
         over = probs.sum(axis=1, dtype=np.float64) > 1 + slack
@@ -152,7 +154,9 @@ class BisectionState:
             )
         if len(rows) == 0:
             return
-        _check_probability_rows(probs)
+        given = getattr(mid_probs, "dtype", None)
+        precision = given if given is not None and np.issubdtype(given, np.floating) else probs.dtype
+        _check_probability_rows(probs, float(np.finfo(precision).eps))
         _core.bisection_update(
             self._x0, self._lo, self._hi, self._mid, rows, probs, self._orig, self._active, self._converged,
             self._distance, self._steps, self._theta, self._max_steps, self._use_cuda,
