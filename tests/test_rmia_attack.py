@@ -4,13 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from _models import digits, digits_logits_mlp, digits_mlp
+from _models import digits, digits_logits_mlp, digits_mlp, float32_softmax_rtol
 from sklearn.metrics import roc_auc_score
 
 from tfmia.attacks import RMIA
 from tfmia.attacks.rmia import A_GRID, select_offline_a, tempered_probability
+from tfmia._serialization import load_npz
 from tfmia.data import AttackInputs
-from tfmia.training import FitConfig, build_model, fit_model
+from tfmia.training import FitConfig, build_model, fit_model, load_weights
 
 
 def test_tempered_probability_from_logits_and_probabilities():
@@ -170,3 +171,27 @@ def test_config_is_json_whatever_number_type_a_was_given_as():
     config = RMIA(digits_mlp, fit=FitConfig(epochs=1), n_models=1, a=np.float32(0.5)).config()
     assert json.loads(json.dumps(config))["a_setting"] == 0.5
     assert config["method"] == "RMIA" and config["population_records"] is None  # not fitted yet
+
+
+def test_logits_references_keep_their_pre_softmax_scores(memorising, tmp_path):
+    """logits=True stores the references' logits, so their signals are computed like the target's; the
+    models are the same as with probabilities (same seed), so the signals agree to float32 softmax rounding."""
+    m = memorising
+    xa, ya = m["x"][m["audited"]], m["y"][m["audited"]]
+    population = (m["x"][m["population"]], m["y"][m["population"]])
+    fit = FitConfig(epochs=2, batch_size=20)
+    kwargs = dict(fit=fit, n_models=2, online=True, progress=False, seed=5)
+    from_logits = RMIA(digits_mlp, logits=True, run_dir=tmp_path, **kwargs).fit(xa, ya, population)
+    from_probs = RMIA(digits_mlp, **kwargs).fit(xa, ya, population)
+    stored = [load_npz(path) for path in sorted(tmp_path.glob("shadow_*.npz"))]
+    assert len(stored) == 2 and all(bool(s["is_logits"]) for s in stored)
+    assert from_logits.config()["logits"] is True and from_probs.config()["logits"] is False
+    reference = load_weights(build_model(digits_mlp), tmp_path / str(stored[0]["weights_file"]))
+    rtol = float32_softmax_rtol(reference, np.concatenate([xa, population[0]]))
+    np.testing.assert_allclose(from_logits.refs_x, from_probs.refs_x, rtol=rtol, atol=0)
+    np.testing.assert_allclose(from_logits.refs_z, from_probs.refs_z, rtol=rtol, atol=0)
+
+
+def test_logits_must_be_a_flag():
+    with pytest.raises(ValueError, match="logits must be True or False"):
+        RMIA(digits_mlp, fit=FitConfig(epochs=1), logits="yes")

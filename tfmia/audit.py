@@ -202,7 +202,7 @@ def _rmia_result(model, members_xy, non_members_xy, members, non_members, shadow
     population, pool = _population_split(len(shadow_data[1]), population_fraction, seed)
     x_pop, y_pop = shadow_data[0][population], shadow_data[1][population]
     rmia = RMIA(model_fn_like(model), fit=FitConfig(epochs=shadow_epochs), n_models=references, online=False,
-                a=rmia_a, seed=seed, progress=False)
+                a=rmia_a, seed=seed, progress=False, logits=logits)
     rmia.fit(np.concatenate([members_xy[0], non_members_xy[0]]), np.concatenate([members_xy[1], non_members_xy[1]]),
              population=(x_pop, y_pop), reference_data=(shadow_data[0][pool], shadow_data[1][pool]))
     n_in, n_out = len(members), len(non_members)

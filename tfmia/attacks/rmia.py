@@ -29,7 +29,7 @@ import numpy as np
 from scipy import special
 
 from .. import _core
-from .._validate import as_float_array, as_labels, check_positive_int, check_positive_number
+from .._validate import as_float_array, as_labels, check_flag, check_positive_int, check_positive_number
 from ..data import AttackInputs
 from ..defenses.adaptive import is_defended
 from ..evaluation import AttackResult
@@ -184,6 +184,11 @@ class RMIA(Attack):
         a: offline correction in [0, 1], or ``"auto"``: chosen by
             :func:`select_offline_a` from the reference models alone.
         executor, run_dir, seed, progress: passed to :func:`~tfmia.shadow_training.train_shadow_models`.
+        logits: keep the references' pre-softmax scores (softmax models; see
+            :meth:`~tfmia.data.AttackInputs.from_model`) instead of their float32
+            probabilities.  Give the same setting as for the target's records, so
+            that both sides of every ratio are computed alike: float32
+            probabilities saturate at 1 and underflow to 0, where logits do not.
 
     ``fit(x, y, population, reference_data=None)``: ``(x, y)`` are the records
     to audit (scored later by their ``indices`` in ``x``), ``population`` an
@@ -203,7 +208,7 @@ class RMIA(Attack):
 
     def __init__(self, model_fn, *, fit: FitConfig, n_models: int = 4, online: bool = False,
                  temperature: float = 1.0, gamma: float = 1.0, a: float | str = "auto", executor=None,
-                 run_dir=None, seed: int = 0, progress: bool = True):
+                 run_dir=None, seed: int = 0, progress: bool = True, logits: bool = False):
         self.model_fn = model_fn
         self.adaptive = True if is_defended(model_fn) else None
         if not isinstance(fit, FitConfig):
@@ -230,6 +235,7 @@ class RMIA(Attack):
         self.run_dir = run_dir
         self.seed = int(seed)
         self.progress = bool(progress)
+        self.logits = check_flag(logits, "logits")
         self.a: float | None = None          # the a in use (offline), once fitted
         self.a_auc: np.ndarray | None = None  # mean AUC per A_GRID value, when chosen automatically
         self.refs_x: np.ndarray | None = None  # (K, N) references' signals on the audited records
@@ -267,7 +273,7 @@ class RMIA(Attack):
             raise ValueError("reference_data must hold at least 2 records")
         models = train_shadow_models(self.model_fn, pool_x, pool_y, n_shadows=self.n_models, fit=self.fit_config,
                                      train_size=train_size, scheme=scheme, seed=self.seed, run_dir=self.run_dir,
-                                     executor=self.executor, progress=self.progress, tag="rmia",
+                                     executor=self.executor, progress=self.progress, tag="rmia", logits=self.logits,
                                      holdout=pop if self.online else np.concatenate([audited, pop]))
         self.refs_x = self._signals(models, audited)
         self.refs_z = self._signals(models, pop)
@@ -331,7 +337,7 @@ class RMIA(Attack):
 
     def config(self) -> dict:
         return {"method": "RMIA", "n_models": self.n_models, "online": self.online, "temperature": self.temperature,
-                "gamma": self.gamma, "a": self.a, "a_setting": self.a_setting, "seed": self.seed,
+                "gamma": self.gamma, "a": self.a, "a_setting": self.a_setting, "seed": self.seed, "logits": self.logits,
                 "fit": self.fit_config.to_dict(),
                 "a_grid_auc": None if self.a_auc is None else [float(v) for v in self.a_auc],
                 "population_records": None if self.population_labels is None else int(self.population_labels.size)}

@@ -22,28 +22,17 @@ before the first epoch, ``evaluate(view)`` at each audited epoch.
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 
 from ..attacks.qmia import QuantileMIA, hinge_scores
 from ..attacks.rmia import RMIA
 from ..evaluation import AttackResult
+from ..runs import fingerprint_arrays
 from ..training import FitConfig
 from .audit import AuditView, ModelAudit, audit_records
 
 __all__ = ["RMIAAudit", "QMIAAudit", "rmia_audit", "qmia_audit"]
-
-
-def _fingerprint(*pairs: tuple[np.ndarray, np.ndarray]) -> str:
-    """SHA-256 of records' shapes, dtypes and bytes: the same audited records, in the same order."""
-    digest = hashlib.sha256()
-    for x, y in pairs:
-        for array in (x, y):
-            array = np.ascontiguousarray(array)
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(array.data)
-    return digest.hexdigest()
 
 
 class RMIAAudit(ModelAudit):
@@ -69,12 +58,12 @@ class RMIAAudit(ModelAudit):
         self.population = audit_records(population, "population")
         self.reference_data = None if reference_data is None else audit_records(reference_data, "reference_data")
         self.name = name
-        self._fitted_for: str | None = None
+        self._fitted_for: tuple | None = None  # (the audited records' fingerprint, logits) fitted for
 
     def fit_references(self, members, non_members) -> "RMIAAudit":
         """Train the references for these audited records (the callback's), unless done already for them."""
         members, non_members = audit_records(members, "members"), audit_records(non_members, "non_members")
-        fingerprint = _fingerprint(members, non_members)
+        fingerprint = (fingerprint_arrays(*members, *non_members), self.attack.logits)
         if fingerprint != self._fitted_for:
             self.attack.fit(np.concatenate([members[0], non_members[0]]), np.concatenate([members[1], non_members[1]]),
                             population=self.population, reference_data=self.reference_data)
@@ -85,6 +74,7 @@ class RMIAAudit(ModelAudit):
         view.check_records(self.population, "population")
         if self.reference_data is not None:
             view.check_records(self.reference_data, "reference_data")
+        self.attack.logits = view.logits  # the references' outputs are read as the callback reads the target's
         self.fit_references(view.members_xy, view.non_members_xy)
 
     def evaluate(self, view: AuditView) -> AttackResult:
