@@ -323,6 +323,22 @@ def test_memory_estimate_counts_weights_slots_and_activations():
     assert estimate_pack_bytes(model, 7, 8) == 7 * 4 * per_replica
 
 
+@pytest.mark.parametrize("n_replicas, batch_size, match", [(-3, 8, "n_replicas"), (0, 8, "n_replicas"),
+                                                           (2, 0, "batch_size"), (2.5, 8, "n_replicas")])
+def test_memory_estimate_refuses_bad_counts(n_replicas, batch_size, match):
+    with pytest.raises(ValueError, match=match):
+        estimate_pack_bytes(build_model(dense_net, seed=0), n_replicas, batch_size)
+
+
+def test_memory_estimate_refuses_a_model_it_cannot_pack():
+    import keras
+
+    model = build_model(dense_net, seed=0)
+    model.compile(keras.optimizers.Nadam(), "sparse_categorical_crossentropy")
+    with pytest.raises(NotPackable, match="cannot pack this model: .*Nadam"):
+        estimate_pack_bytes(model, 2, 8)
+
+
 def test_lira_needs_an_even_number_of_reference_models_of_at_least_two():
     fit = FitConfig(epochs=1)
     with pytest.raises(ValueError, match="n_models must be >= 2"):

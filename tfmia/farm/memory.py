@@ -9,7 +9,7 @@ import numpy as np
 
 from .._validate import check_positive_int
 from ..training import FitConfig
-from .packability import _OPTIMIZER_SLOTS, NotPackable, _keras_class, _model_layers, packing_obstacle
+from .packability import _OPTIMIZER_SLOTS, NotPackable, _keras_class, _model_layers, check_packable, packing_obstacle
 
 logger = logging.getLogger(__package__)  # "tfmia.farm": the package's one logger
 
@@ -38,7 +38,11 @@ def estimate_pack_bytes(model, n_replicas: int, batch_size: int) -> int:
     its T trainable weights, and per record of the batch every layer's A
     output values three times (kept for the backward pass, their gradient,
     one temporary).  The records the pack gathers from are the caller's to add.
+    Raises :class:`NotPackable` for a model that cannot be packed.
     """
+    check_positive_int(n_replicas, "n_replicas")
+    check_positive_int(batch_size, "batch_size")
+    check_packable(model)
     weights = sum(int(np.prod(v.shape)) for v in model.weights)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     slots = len(_OPTIMIZER_SLOTS[_keras_class(model.optimizer)](model.optimizer))
