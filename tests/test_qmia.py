@@ -250,6 +250,12 @@ def test_bad_records_name_the_argument():
         attack.fit_signal(x[:10], np.zeros(9))
     with pytest.raises(ValueError, match="x_public must be one array"):
         attack.fit_signal((x[:10], x[:10]), np.zeros(10))
+    poisoned = x[:50].astype(np.float32)
+    poisoned[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"x_public must be finite \(found NaN or Inf\)"):
+        attack.fit(target, poisoned, y[:50])
+    with pytest.raises(ValueError, match=r"x_public must be finite"):
+        attack.fit_signal(poisoned, np.zeros(50))
     with pytest.raises(ValueError, match="regressor_fn must return a model with one output of shape \\(batch, 1\\)"):
         QuantileMIA(regressor_fn=linear_regressor(2), epochs=1).fit_signal(x[:50], np.zeros(50))
 

@@ -163,6 +163,15 @@ def test_bad_input(memorising):
         RMIA(digits_mlp, fit=fit, n_models=2).fit(x[:10], y[:10], (x[10:20], y[10:20]))
     with pytest.raises(ValueError, match="must be fitted"):
         online.score((m["target"], x[:10], y[:10]), population=(m["target"], x[10:20], y[10:20]))
+    poisoned = x[:10].astype(np.float32)
+    poisoned[4, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^x must be finite \(found NaN or Inf\)"):
+        online.fit(poisoned, y[:10], (x[10:20], y[10:20]))
+    with pytest.raises(ValueError, match=r"^population must be finite"):
+        online.fit(x[:10], y[:10], (poisoned, y[10:20]))
+    with pytest.raises(ValueError, match=r"^reference_data must be finite"):
+        RMIA(digits_mlp, fit=fit, n_models=2).fit(x[:10], y[:10], (x[10:20], y[10:20]),
+                                                  reference_data=(poisoned, y[20:30]))
 
 
 def test_config_is_json_whatever_number_type_a_was_given_as():

@@ -54,7 +54,7 @@ import numpy as np
 from scipy import stats as _stats
 
 from .. import metrics as _metrics
-from .._validate import as_float_array, check_fraction, check_positive_int, check_positive_number
+from .._validate import as_float_array, check_finite, check_fraction, check_positive_int, check_positive_number
 from ..data import AttackInputs
 from ..evaluation import AttackResult
 from ..features.predictions import _output_layer, predict
@@ -173,6 +173,8 @@ def _as_records_x(x, name: str) -> np.ndarray:
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim < 1 or arr.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one record, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        check_finite(arr, name)
     return arr
 
 

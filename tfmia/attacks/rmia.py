@@ -29,7 +29,7 @@ import numpy as np
 from scipy import special
 
 from .. import _core
-from .._validate import as_float_array, as_labels, check_flag, check_positive_int, check_positive_number
+from .._validate import as_float_array, as_labels, check_finite, check_flag, check_positive_int, check_positive_number
 from ..data import AttackInputs
 from ..defenses.adaptive import is_defended
 from ..evaluation import AttackResult
@@ -249,7 +249,7 @@ class RMIA(Attack):
 
     def fit(self, x, y, population, reference_data=None) -> "RMIA":
         """Train the references (see class docstring) and record their signals."""
-        x, y = np.asarray(x), as_labels(y, "y")
+        x, y = _records_x(x, "x"), as_labels(y, "y")
         x_pop, y_pop = _pair(population, "population")
         if self.online and reference_data is not None:
             raise ValueError("reference_data is for offline RMIA; online references train on the audited records")
@@ -347,7 +347,17 @@ def _pair(value, name: str) -> tuple[np.ndarray, np.ndarray]:
     """An ``(x, y)`` pair of arrays with integer labels."""
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise ValueError(f"{name} must be an (x, y) pair of arrays, got {type(value).__name__}")
-    x, y = np.asarray(value[0]), as_labels(value[1], f"{name} labels")
+    x, y = _records_x(value[0], name), as_labels(value[1], f"{name} labels")
     if x.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one record")
     return x, y
+
+
+def _records_x(x, name: str) -> np.ndarray:
+    """Records as an array; float records must be finite (a NaN would reach the references' training)."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must hold one record per row, got a 0-d array")
+    if x.dtype.kind == "f":
+        check_finite(x, name)
+    return x
