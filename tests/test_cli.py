@@ -9,7 +9,9 @@ import keras
 import numpy as np
 import pytest
 from _models import digits, small_mlp
+from scipy import stats
 
+from tfmia.attacks.rmia import A_GRID
 from tfmia.cli import main
 from tfmia.report import AuditReport
 from tfmia.training import build_model
@@ -66,12 +68,15 @@ def test_audit_with_rmia_and_qmia(saved, tmp_path, capsys):
     assert rmia.auc > 0.55 and qmia.auc > 0.55  # the target (train accuracy 1) leaks
     meta = rmia.metadata
     assert (meta["method"], meta["n_models"], meta["online"], meta["a_setting"]) == ("RMIA", 2, False, "auto")
-    assert 0.0 <= meta["a"] <= 1.0 and len(meta["a_grid_auc"]) == 21
+    assert len(meta["a_grid_auc"]) == len(A_GRID) and meta["a"] == A_GRID[np.argmax(meta["a_grid_auc"])]
     assert meta["population_records"] == 80 and meta["fit"]["epochs"] == 3
     calibration = qmia.metadata["calibration"]
     assert qmia.metadata["alpha"] == 0.1 and calibration["alpha"] == 0.1
     assert calibration["held_out"] == 80 and sum(qmia.metadata["public_records"].values()) == 400
-    assert calibration["ci_low"] <= calibration["observed_fpr"] <= calibration["ci_high"]
+    false_positives = calibration["false_positives"]
+    assert calibration["observed_fpr"] == false_positives / 80
+    low, high = stats.binomtest(false_positives, 80).proportion_ci(0.95, method="exact")
+    assert (calibration["ci_low"], calibration["ci_high"]) == pytest.approx((low, high), abs=1e-9)
     assert qmia.metadata["architecture"] == "target architecture"
     assert any("80 other attacker records (20%, seeded) are its population" in note for note in report.notes)
     out = capsys.readouterr().out
