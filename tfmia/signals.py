@@ -74,7 +74,7 @@ import numpy as np
 
 from . import _core
 from ._device import resolve
-from ._validate import as_float_array, as_labels, check_finite
+from ._validate import as_float_array, as_labels, check_finite, check_flag
 
 __all__ = ["SIGNAL_NAMES", "MEMBER_SIGN", "compute", "member_scores"]
 
@@ -148,18 +148,16 @@ def compute(
     if preds.shape[1] < 2:
         raise ValueError(f"preds must have at least 2 classes, got shape {preds.shape}")
     labels = as_labels(labels, "labels", n=preds.shape[0], num_classes=preds.shape[1])
-    if not isinstance(from_logits, (bool, np.bool_)):
-        raise ValueError(f"from_logits must be True or False, got {from_logits!r}")
+    from_logits = check_flag(from_logits, "from_logits")
     if sum_tol is not None:
         real = isinstance(sum_tol, numbers.Real) and not isinstance(sum_tol, bool)
         if not real or not math.isfinite(sum_tol) or sum_tol < 0:
             raise ValueError(f"sum_tol must be a finite number >= 0 or None, got {sum_tol!r}")
         sum_tol = float(sum_tol)
-    if not isinstance(reference, (bool, np.bool_)):
-        raise ValueError(f"reference must be True or False, got {reference!r}")
+    reference = check_flag(reference, "reference")
     use_cuda = resolve(device) == "cuda"
     return dict(
-        _core.signals(preds, labels, bool(from_logits), sum_tol, reference=bool(reference), use_cuda=use_cuda)
+        _core.signals(preds, labels, from_logits, sum_tol, reference=reference, use_cuda=use_cuda)
     )
 
 

@@ -298,12 +298,13 @@ class RMIA(Attack):
             rows[k, queried] = tempered_probability(inputs, self.temperature)
         return rows
 
-    def _indices(self, n: int, indices) -> np.ndarray:
+    def _check_fitted(self) -> None:
         if self.refs_x is None:
             raise ValueError(f"{self.name} must be fitted before scoring (call fit with the audited records)")
-        return pool_indices(indices, n, self.refs_x.shape[1])
 
     def _population_signal(self, population) -> np.ndarray:
+        """The target's signal on the population records (one forward pass when given as a model triple)."""
+        self._check_fitted()
         if population is None:
             raise ValueError("population: give the target's view of the population records, "
                              "e.g. population=(target, x_pop, y_pop)")
@@ -320,9 +321,11 @@ class RMIA(Attack):
         to ``fit`` (default: all of them, in order); ``population`` is the
         target's view of the population records given to ``fit``.
         """
-        inputs = as_attack_inputs(records)
-        idx = self._indices(len(inputs), indices)
-        target_z = self._population_signal(population)
+        self._check_fitted()
+        return self._score(as_attack_inputs(records), indices, self._population_signal(population))
+
+    def _score(self, inputs: AttackInputs, indices, target_z: np.ndarray) -> np.ndarray:
+        idx = pool_indices(indices, len(inputs), self.refs_x.shape[1])
         in_mask = None if self.in_mask is None else self.in_mask[:, idx]
         return rmia_scores(tempered_probability(inputs, self.temperature), self.refs_x[:, idx], target_z,
                            self.refs_z, in_mask=in_mask, a=1.0 if self.online else self.a, gamma=self.gamma)
@@ -332,8 +335,9 @@ class RMIA(Attack):
         """Score known members and non-members (audited records at the given indices) and measure the attack."""
         members = as_attack_inputs(members, "members")
         non_members = as_attack_inputs(non_members, "non_members")
-        return self._result(members, non_members, self.score(members, member_indices, population=population),
-                            self.score(non_members, non_member_indices, population=population), name)
+        target_z = self._population_signal(population)  # once for both sides
+        return self._result(members, non_members, self._score(members, member_indices, target_z),
+                            self._score(non_members, non_member_indices, target_z), name)
 
     def config(self) -> dict:
         return {"method": "RMIA", "n_models": self.n_models, "online": self.online, "temperature": self.temperature,
