@@ -110,8 +110,9 @@ class Attack(abc.ABC):
         return self._result(members, non_members, self.score(members), self.score(non_members), name)
 
     def _result(self, members: AttackInputs, non_members: AttackInputs, member_scores, non_member_scores,
-                name: str | None) -> AttackResult:
-        """AttackResult of scores on members and non-members, with the target's view of both (labels, losses)."""
+                name: str | None, *, decisions=None) -> AttackResult:
+        """AttackResult of scores on members and non-members, with the target's view of both (labels, losses);
+        ``decisions`` where the attack's own rule is not ``score >= threshold``."""
         scores = np.concatenate([member_scores, non_member_scores])
         is_member = np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
         labels = np.concatenate([members.labels, non_members.labels])
@@ -122,6 +123,7 @@ class Attack(abc.ABC):
             is_member,
             name=name or self.name,
             threshold=self.threshold(),
+            decisions=decisions,
             labels=labels,
             predicted_labels=predicted,
             losses=losses,

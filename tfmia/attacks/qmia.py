@@ -439,15 +439,10 @@ class QuantileMIA(Attack):
     def evaluate_observed(self, x_members, members: AttackInputs, x_non_members, non_members: AttackInputs, *,
                           name: str | None = None) -> AttackResult:
         """:meth:`evaluate` for records whose target outputs are at hand: their inputs and AttackInputs."""
-        scores = np.concatenate([self.score_signal(x_members, hinge_scores(members)),
-                                 self.score_signal(x_non_members, hinge_scores(non_members))])
-        is_member = np.r_[np.ones(len(members), bool), np.zeros(len(non_members), bool)]
-        both = AttackInputs.concatenate([members, non_members])
-        return AttackResult.from_scores(
-            scores, is_member, name=name or self.name, threshold=self.threshold(),
-            decisions=scores > self.threshold(), labels=both.labels, predicted_labels=both.predicted_labels,
-            losses=both.signals["loss"], adaptive=self.adaptive, metadata=self.config(),
-        )
+        member_scores = self.score_signal(x_members, hinge_scores(members))
+        non_member_scores = self.score_signal(x_non_members, hinge_scores(non_members))
+        decisions = np.concatenate([member_scores, non_member_scores]) > self.threshold()  # member iff s > q
+        return self._result(members, non_members, member_scores, non_member_scores, name, decisions=decisions)
 
     def config(self) -> dict:
         return {
