@@ -195,7 +195,8 @@ def _packed_model_class():
             """
             if not 0 <= k < self.n_replicas:
                 raise ValueError(f"k must be in [0, {self.n_replicas}), got {k}")
-            _check_same_architecture([self.recipe, model])
+            if model is not self.recipe:  # the recipe is replica 0 as built: its architecture is the pack's
+                _check_same_architecture([self.recipe, model])
             steps = int(self.steps[k])
             for layer, replica_layer in zip(self.packed_layers, _model_layers(model)):
                 layer.export(k, replica_layer, steps)
