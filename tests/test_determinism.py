@@ -108,6 +108,27 @@ def test_build_ignores_the_global_generators():
     assert not np.array_equal(_weights(plain)[0], _weights(other)[0])
 
 
+def test_seeded_builds_and_audits_leave_the_global_generators_as_they_were():
+    """Python's and numpy's global generators continue after a seeded build, and after a QMIA fit (a build and
+    a seeded fit), exactly as if nothing had run: a user's data generator drawing from them is not replayed."""
+    from tfmia.attacks import QuantileMIA
+
+    x, y = _records()
+
+    def next_draws():
+        return random.random(), float(np.random.random())
+
+    for work in (lambda: build_model(dropout_mlp, seed=3),
+                 lambda: QuantileMIA(epochs=2, seed=4).fit(build_model(dropout_mlp, seed=5), x, y)):
+        random.seed(123)
+        np.random.seed(123)
+        expected = next_draws()
+        random.seed(123)
+        np.random.seed(123)
+        work()
+        assert next_draws() == expected
+
+
 def test_fit_ignores_the_global_generators():
     x, y = _records()
     trained = []

@@ -199,13 +199,26 @@ def keras_seed_scope(seed: int):
 
 @contextlib.contextmanager
 def seeded(seed: int | None):
-    """Seed the global generators (for code that reads them) and enter :func:`keras_seed_scope` (None: do nothing)."""
+    """Seed the global generators (for code in the block that reads them) and enter :func:`keras_seed_scope`
+    (None: do nothing).
+
+    Python's and numpy's global generators get their previous state back when
+    the block ends, so that building a model inside a user's program (a
+    reference model during their ``fit``, say) does not replay the same random
+    numbers to whatever draws from them afterwards (a data generator,
+    augmentation).  TensorFlow's global seed is set too and cannot be restored.
+    """
     if seed is None:
         yield
         return
-    seed_everything(seed)
-    with keras_seed_scope(seed):
-        yield
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        seed_everything(seed)
+        with keras_seed_scope(seed):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def build_model(model_fn, *, seed: int | None = None):

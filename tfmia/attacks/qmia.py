@@ -58,7 +58,7 @@ from .._validate import as_float_array, check_finite, check_fraction, check_posi
 from ..data import AttackInputs
 from ..evaluation import AttackResult
 from ..features.predictions import _output_layer, predict
-from ..training import build_model, seed_everything
+from ..training import FitConfig, build_model, fit_model
 from .base import Attack
 
 __all__ = ["QuantileMIA", "HEADS", "hinge_scores", "pinball_loss", "gaussian_nll"]
@@ -332,10 +332,10 @@ class QuantileMIA(Attack):
             validation_data = (x[validation], target_values[validation])
             callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=self.patience,
                                                            restore_best_weights=True))
-        seed_everything(self._seed(2))
-        history = self.regressor.fit(x[train], target_values[train], validation_data=validation_data,
-                                     epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
-                                     callbacks=callbacks, verbose=2 if self.progress else 0)
+        recipe = FitConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           fit_kwargs={} if validation_data is None else {"validation_data": validation_data})
+        history = fit_model(self.regressor, x[train], target_values[train], recipe, seed=self._seed(2),
+                            callbacks=callbacks, verbose=2 if self.progress else 0)
         self.history = {k: [float(v) for v in values] for k, values in history.history.items()}
         self.sizes = {"train": int(train.size), "validation": int(validation.size),
                       "calibration": int(calibration.size)}

@@ -78,14 +78,12 @@ epoch on a set-up it cannot audit:
 from __future__ import annotations
 
 import abc
-import contextlib
 import dataclasses
 import inspect
 import itertools
 import logging
 import math
 import os
-import random
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -213,26 +211,6 @@ class ModelAudit(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, view: AuditView) -> AttackResult:
         """The attack on the model as it is at this audit (an exception logs NaN and a warning)."""
-
-
-@contextlib.contextmanager
-def _global_random_state_kept():
-    """Restore Python's and numpy's global random generators afterwards.
-
-    tfmia trains models reproducibly by seeding the global generators
-    (:func:`tfmia.training.seed_everything`); an attack that trains (RMIA's
-    references, QMIA's regressor) inside the user's ``fit`` would otherwise
-    replay the same random numbers after every audit to whatever draws from
-    them (a data generator, augmentation).  TensorFlow's global seed is set
-    too and cannot be restored; the target's data pipeline and layers, made
-    before training, keep their own seeds.
-    """
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
 
 
 def _writable_folder(path: Path, name: str) -> Path:
@@ -404,8 +382,7 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
         for name, attack in self.attacks.items():
             try:
                 if isinstance(attack, ModelAudit):
-                    with _global_random_state_kept():
-                        result = attack.evaluate(view)
+                    result = attack.evaluate(view)
                 else:
                     result = attack(members, non_members)
                 if not isinstance(result, AttackResult):
@@ -472,8 +449,7 @@ class PrivacyAuditCallback(keras.callbacks.Callback):
             if not isinstance(attack, ModelAudit):
                 continue
             try:
-                with _global_random_state_kept():
-                    attack.prepare(view)
+                attack.prepare(view)
             except Exception as exc:
                 raise ValueError(f"attacks: {name!r} cannot audit {self.model.name!r}: "
                                  f"{exc.__class__.__name__}: {exc}") from exc
