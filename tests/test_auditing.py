@@ -137,6 +137,9 @@ def test_draw_canaries():
         draw_canaries(x, y, 2000, seed=0)
     with pytest.raises(ValueError, match="num_classes = 5 but y holds label 9"):
         draw_canaries(x, y, 10, seed=0, num_classes=5)
+    for seed in (None, -1, 1.5):
+        with pytest.raises(ValueError, match="seed"):
+            draw_canaries(x, y, 10, seed=seed)
     with pytest.raises(ValueError, match="source data"):
         a.training_set(x[:100], y[:100])
 

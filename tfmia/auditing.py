@@ -190,7 +190,7 @@ def draw_canaries(x, y, m: int, *, seed: int, mislabel: bool = False, num_classe
     classes = int(y.max()) + 1 if num_classes is None else check_positive_int(num_classes, "num_classes")
     if classes <= int(y.max()):
         raise ValueError(f"num_classes = {classes} but y holds label {int(y.max())}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_positive_int(seed, "seed", minimum=0))  # None would draw unreproducibly
     indices = np.sort(rng.choice(y.size, size=m, replace=False))
     included = rng.random(m) < 0.5
     labels = y[indices]
